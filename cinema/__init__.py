@@ -1,0 +1,3 @@
+"""cinema: an actor-based movie-catalog service on asyncio."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,89 @@
+"""`create_app(settings)`: the whole application, its resources started in dependency order.
+
+Each resource is one async-generator `cleanup_ctx`; aiohttp runs them in order at start-up
+and unwinds them in reverse at shutdown, so a start-up that fails half-way stops exactly
+what had started.
+
+    database (embedded server when CINEMA_DATABASE_URL is unset) -> migrations -> pool -> actors
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+from aiohttp import web
+
+from cinema.actors.base import Actor
+from cinema.actors.catalog import CatalogActor
+from cinema.actors.system import ActorSystem
+from cinema.bus.local import LocalBus
+from cinema.db.embedded import embedded_postgres
+from cinema.db.migrate import apply_migrations_async, migration_ids
+from cinema.http import genres, health
+from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, POOL, SETTINGS
+from cinema.http.middlewares import request_context_middleware
+from cinema.http.problems import problems_middleware
+from cinema.settings import Settings
+
+
+def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
+    """Build the application. `on_fatal` runs when an actor exhausts its restarts (serve exits then)."""
+    app = web.Application(
+        middlewares=[request_context_middleware, problems_middleware],
+        client_max_size=settings.max_json_bytes,
+    )
+    app[SETTINGS] = settings
+    app[BUS] = LocalBus()
+    app[MIGRATIONS] = tuple(migration_ids())
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(pool_ctx)
+    app.cleanup_ctx.append(_actors_ctx(on_fatal))
+    app.add_routes(health.routes)
+    app.add_routes(genres.routes)
+    return app
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The configured server, or an embedded one for as long as the app runs; then migrations."""
+    settings = app[SETTINGS]
+    if settings.database_url is not None:
+        app[DSN] = settings.database_url
+        await _migrate(app)
+        yield
+        return
+    embedded = embedded_postgres(settings.data_dir)
+    app[DSN] = await asyncio.to_thread(embedded.__enter__)
+    try:
+        await _migrate(app)
+        yield
+    finally:
+        await asyncio.to_thread(embedded.__exit__, None, None, None)
+
+
+async def _migrate(app: web.Application) -> None:
+    if app[SETTINGS].migrate_on_start:
+        await apply_migrations_async(app[DSN])
+
+
+async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    size = app[SETTINGS].db_pool_size
+    pool = await asyncpg.create_pool(app[DSN], min_size=min(2, size), max_size=size)
+    app[POOL] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        options = {"mailbox_size": settings.mailbox_size, "ask_timeout": settings.ask_timeout}
+        async with ActorSystem(on_failure=on_fatal, shutdown_timeout=settings.shutdown_timeout) as system:
+            app[ACTORS] = system
+            app[CATALOG] = system.spawn(CatalogActor(app[POOL], app[BUS], **options))
+            yield
+
+    return actors_ctx

@@ -1,0 +1,112 @@
+"""The in-process bus: topic publish/subscribe for domain events between actors.
+
+Topics are dotted names (`genre.created`); patterns follow AMQP topic rules (`*` is one word,
+`#` is zero or more), so the same patterns work when a later bridge binds RabbitMQ queues.
+
+Every subscriber has its own bounded queue and `publish` never waits: a slow subscriber
+cannot hold up the publisher or the other subscribers. When a subscriber's queue is full,
+new events for it are dropped and the next `get` returns a `Missed` marker first, so the
+subscriber knows it must recover from the durable log (the outbox) or reset what it derives
+from the events (the cache drops everything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from typing import Protocol
+
+import attrs
+
+
+class Topical(Protocol):
+    @property
+    def topic(self) -> str: ...
+
+
+@attrs.frozen
+class Missed:
+    """Stands in for `count` events this subscriber did not receive because it fell behind."""
+
+    count: int
+
+
+@lru_cache(maxsize=4096)
+def topic_matches(pattern: str, topic: str) -> bool:
+    """AMQP topic matching; cached, since a process has few patterns and few topics."""
+    return _match(tuple(pattern.split(".")), tuple(topic.split(".")))
+
+
+def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    return bool(words) and (head == "*" or head == words[0]) and _match(rest, words[1:])
+
+
+class Subscription:
+    def __init__(self, bus: LocalBus, patterns: tuple[str, ...], maxsize: int) -> None:
+        self._bus = bus
+        self.patterns = patterns
+        self._queue: asyncio.Queue[Topical] = asyncio.Queue(maxsize)
+        self._dropped = 0
+
+    def wants(self, topic: str) -> bool:
+        return any(topic_matches(p, topic) for p in self.patterns)
+
+    def _offer(self, event: Topical) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._dropped += 1
+
+    async def get(self) -> Topical | Missed:
+        if self._dropped:
+            missed, self._dropped = Missed(self._dropped), 0
+            return missed
+        return await self._queue.get()
+
+    def get_nowait(self) -> Topical | Missed | None:
+        """The next pending item, or None when nothing is waiting (for "run until empty" loops)."""
+        if self._dropped:
+            missed, self._dropped = Missed(self._dropped), 0
+            return missed
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        self._bus._subscriptions.discard(self)
+
+    def __aiter__(self) -> AsyncIterator[Topical | Missed]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Topical | Missed]:
+        while True:
+            yield await self.get()
+
+
+class LocalBus:
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+
+    def subscribe(self, *patterns: str, maxsize: int = 10_000) -> Subscription:
+        if not patterns:
+            raise ValueError("subscribe needs at least one topic pattern")
+        sub = Subscription(self, patterns, maxsize)
+        self._subscriptions.add(sub)
+        return sub
+
+    def publish(self, event: Topical) -> None:
+        """Hand the event to every subscriber whose pattern matches; never blocks."""
+        topic = event.topic
+        for sub in self._subscriptions:
+            if sub.wants(topic):
+                sub._offer(event)

@@ -1,0 +1,214 @@
+"""The one cattrs converter, and the translation of its failures into field errors.
+
+Structuring is strict, unlike cattrs' defaults: a string field takes only a string (no
+silent `str(42)`), an integer field only an integer (not `true`), and unknown keys are
+rejected. Every problem in a body is reported at once, with its path (`name`,
+`credits[2].role`), as a 422 `ValidationFailed`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import types
+import typing
+from collections.abc import Callable
+from functools import cache
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from cinema.errors import FieldError, ValidationFailed
+from cinema.models import Unset
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+
+class _WrongType(TypeError):
+    pass
+
+
+def _strict(kind: type, name: str) -> Callable[[Any, type], Any]:
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not kind:
+            raise _WrongType(f"must be {name}")
+        return value
+
+    return structure
+
+
+def _number(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _WrongType("must be a number")
+    return float(value)
+
+
+def _date(value: Any, _: type) -> dt.date:
+    if not isinstance(value, str):
+        raise _WrongType("must be a date (YYYY-MM-DD)")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise _WrongType("must be a date (YYYY-MM-DD)") from None
+
+
+converter.register_structure_hook(str, _strict(str, "a string"))
+converter.register_structure_hook(int, _strict(int, "an integer"))
+converter.register_structure_hook(bool, _strict(bool, "true or false"))
+converter.register_structure_hook(float, _number)
+converter.register_structure_hook(dt.date, _date)
+converter.register_unstructure_hook(dt.date, dt.date.isoformat)
+
+
+def _has_unset(tp: Any) -> bool:
+    return isinstance(tp, types.UnionType | typing._UnionGenericAlias) and Unset in typing.get_args(tp)  # type: ignore[attr-defined]
+
+
+def _structure_unset_union(tp: Any) -> Callable[[Any, Any], Any]:
+    # A key present in a PATCH body is structured as the type without `Unset`
+    # (absent keys never get here: they take the field's UNSET default).
+    rest = tuple(arg for arg in typing.get_args(tp) if arg is not Unset)
+    inner = rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
+    return lambda value, _: converter.structure(value, inner)
+
+
+converter.register_structure_hook_factory(_has_unset, _structure_unset_union)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Structure a decoded JSON body into `cls`, or raise `ValidationFailed` naming every bad field.
+
+    Unknown keys, wrong types and constraint violations are all reported together.
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object.", errors=[FieldError("", "must be an object")])
+    known = _field_names(cls)
+    errors = [FieldError(key, "unknown field") for key in data if key not in known]
+    if errors:
+        data = {k: v for k, v in data.items() if k in known}
+    try:
+        obj = converter.structure(data, cls)
+    except (ClassValidationError, IterableValidationError) as exc:
+        errors += _field_errors(exc, "")
+        failed = {e.field.split(".")[0].split("[")[0] for e in errors}
+        errors += [e for e in _check_values(cls, data, "") if e.field not in failed]
+        raise ValidationFailed("The body has invalid fields.", errors=errors) from None
+    errors += check_constraints(obj)
+    if errors:
+        raise ValidationFailed("The body has invalid fields.", errors=errors)
+    return obj
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in attrs.fields(cls))
+
+
+def _join(path: str, name: str | int) -> str:
+    if isinstance(name, int):
+        return f"{path}[{name}]"
+    return f"{path}.{name}" if path else name
+
+
+def _field_errors(exc: BaseException, path: str) -> list[FieldError]:
+    if isinstance(exc, ClassValidationError):
+        errors = []
+        for sub, note in exc.group_exceptions()[0]:
+            errors += _field_errors(sub, _join(path, note.name))
+        for sub in exc.group_exceptions()[1]:
+            errors += _field_errors(sub, path)
+        return errors
+    if isinstance(exc, IterableValidationError):
+        errors = []
+        for sub, note in exc.group_exceptions()[0]:
+            errors += _field_errors(sub, _join(path, note.index))
+        return errors
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return [FieldError(_join(path, key), "unknown field") for key in sorted(exc.extra_fields)]
+    if isinstance(exc, KeyError):
+        return [FieldError(path, "is required")]
+    if isinstance(exc, _WrongType):
+        return [FieldError(path, str(exc))]
+    if isinstance(exc, ValueError | TypeError):
+        return [FieldError(path, "has the wrong type")]
+    raise exc
+
+
+@cache
+def _checks(cls: type) -> tuple[tuple[str, dict[str, Any], re.Pattern[str] | None], ...]:
+    checks = []
+    for field in attrs.fields(cls):
+        schema = field.metadata.get("schema")
+        if schema:
+            pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+            checks.append((field.name, schema, pattern))
+    return tuple(checks)
+
+
+def check_constraints(obj: Any, path: str = "") -> list[FieldError]:
+    """The field errors of an attrs instance (and those nested in it) against its metadata's JSON Schema keywords."""
+    errors = _check_values(type(obj), {name: getattr(obj, name) for name in _field_names(type(obj))}, path)
+    for name in _field_names(type(obj)):
+        value = getattr(obj, name)
+        if attrs.has(type(value)):
+            errors += check_constraints(value, _join(path, name))
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if attrs.has(type(item)):
+                    errors += check_constraints(item, _join(_join(path, name), i))
+    return errors
+
+
+def _check_values(cls: type, values: dict[str, Any], path: str) -> list[FieldError]:
+    errors = []
+    for name, schema, pattern in _checks(cls):
+        value = values.get(name)
+        if value is None or isinstance(value, Unset):
+            continue
+        message = _violation(value, schema, pattern)
+        if message:
+            errors.append(FieldError(_join(path, name), message))
+    return errors
+
+
+def _violation(value: Any, schema: dict[str, Any], pattern: re.Pattern[str] | None) -> str | None:
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            return f"must be at least {schema['minLength']} characters long"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return f"must be at most {schema['maxLength']} characters long"
+        if pattern is not None and not pattern.search(value):
+            return f"must match {schema['pattern']}"
+    if "enum" in schema and value not in schema["enum"]:
+        return "must be one of " + ", ".join(map(str, schema["enum"]))
+    if isinstance(value, int | float):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"must be at least {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"must be at most {schema['maximum']}"
+    return None
+
+
+MAX_BULK = 1000
+
+
+def structure_bulk(data: Any, cls: type[T]) -> list[T]:
+    """A bulk body: a JSON array of 1..MAX_BULK objects; errors are prefixed with the item index."""
+    if not isinstance(data, list) or not 1 <= len(data) <= MAX_BULK:
+        raise ValidationFailed(
+            f"The body must be a JSON array of 1 to {MAX_BULK} items.",
+            errors=[FieldError("", f"must be an array of 1 to {MAX_BULK} items")],
+        )
+    items, errors = [], []
+    for i, item in enumerate(data):
+        try:
+            items.append(structure(item, cls))
+        except ValidationFailed as exc:
+            errors += exc.prefixed(f"[{i}]").errors
+    if errors:
+        raise ValidationFailed("Some items are invalid; nothing was created.", errors=errors)
+    return items

@@ -1,0 +1,1 @@
+"""PostgreSQL: the embedded server, migrations, and one SQL module per aggregate."""

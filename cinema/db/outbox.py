@@ -1,0 +1,84 @@
+"""The outbox: domain events written in the same transaction as the change they describe.
+
+`append_events` takes a transaction-scoped advisory lock before inserting. The lock is
+held until commit, so transactions that write events commit one after another in the
+order they got their `seq`: seq order is commit order, and a reader that remembers the
+last seq it saw can never skip a row that commits late (the hazard described in
+ARCHITECTURE.md). The price is that the tail of writing transactions (the insert and
+the commit) is serialised; the insert happens last, so the lock is held briefly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import attrs
+
+# An arbitrary constant naming the lock; pg_advisory_xact_lock takes a bigint.
+OUTBOX_LOCK = 0x63696E656D61  # "cinema"
+
+
+@attrs.frozen
+class NewEvent:
+    """An event a change produces, before it is in the log."""
+
+    type: str  # "genre.updated"
+    entity_id: int
+    data: str | None  # the resource as GET returns it (JSON text), None on delete
+    affected_movie_ids: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class Event:
+    """An event in the log: what the bus carries and consumers read."""
+
+    seq: int
+    id: uuid.UUID
+    type: str
+    entity_id: int
+    occurred_at: dt.datetime
+    data: str | None
+    affected_movie_ids: tuple[int, ...]
+
+    @property
+    def topic(self) -> str:
+        return self.type
+
+
+APPEND_EVENTS = f"""
+WITH lock AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK}))
+INSERT INTO outbox (type, entity_id, data, affected_movie_ids)
+SELECT e.type, e.entity_id, e.data::jsonb, e.affected::bigint[]
+FROM lock, unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+    AS e(type, entity_id, data, affected, n)
+ORDER BY e.n
+RETURNING seq, id, type, entity_id, occurred_at, data::text, affected_movie_ids
+"""
+
+
+async def append_events(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> list[Event]:
+    """Insert the events (in one round trip); call it last in the transaction."""
+    if not events:
+        return []
+    rows = await conn.fetch(
+        APPEND_EVENTS,
+        [e.type for e in events],
+        [e.entity_id for e in events],
+        [e.data for e in events],
+        ["{" + ",".join(map(str, e.affected_movie_ids)) + "}" for e in events],
+    )
+    return [
+        Event(
+            seq=row["seq"],
+            id=row["id"],
+            type=row["type"],
+            entity_id=row["entity_id"],
+            occurred_at=row["occurred_at"],
+            data=row["data"],
+            affected_movie_ids=tuple(row["affected_movie_ids"]),
+        )
+        for row in sorted(rows, key=lambda r: r["seq"])
+    ]

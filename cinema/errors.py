@@ -1,0 +1,78 @@
+"""Domain errors: what went wrong, in terms a client can act on.
+
+Domain and database code raise these; one HTTP middleware renders them as RFC 9457
+problem details, and the RabbitMQ consumer (later) as dead-letter reasons. Nothing here
+knows about HTTP beyond the status code each kind of problem maps to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import attrs
+
+
+@attrs.frozen
+class FieldError:
+    field: str  # "name", "credits[2].role", "[3].title" for bulk items
+    message: str
+
+
+class DomainError(Exception):
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, *, errors: Sequence[FieldError] = (), retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = tuple(errors)
+        self.retry_after = retry_after
+
+    def prefixed(self, prefix: str) -> DomainError:
+        """The same error with every field name prefixed (bulk items: "[3]" + ".title")."""
+        errors = [FieldError(f"{prefix}.{e.field}" if e.field else prefix, e.message) for e in self.errors]
+        clone = type(self)(self.detail, errors=errors, retry_after=self.retry_after)
+        return clone
+
+
+class BadRequest(DomainError):
+    """Malformed JSON, or a query parameter the endpoint cannot use."""
+
+
+class NotFound(DomainError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(DomainError):
+    """A unique value taken, a referenced row missing or still in use."""
+
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PreconditionFailed(DomainError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PayloadTooLarge(DomainError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(DomainError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class ValidationFailed(DomainError):
+    """A value outside its constraints; `errors` names each field."""
+
+    status, slug, title = 422, "validation-failed", "Validation failed"
+
+
+class Unavailable(DomainError):
+    """A dependency is down or the service is saturated; the client should retry later."""
+
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+    def __init__(self, detail: str, *, errors: Sequence[FieldError] = (), retry_after: int | None = 1) -> None:
+        super().__init__(detail, errors=errors, retry_after=retry_after)

@@ -1,0 +1,61 @@
+"""/api/v1/genres: list, get, create, bulk create, patch, delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cinema.actors.catalog import CreateGenres, DeleteGenre, GetGenre, ListGenres, PatchGenre
+from cinema.convert import structure, structure_bulk
+from cinema.db.genres import SORTS
+from cinema.db.pages import page_query
+from cinema.http.io import json_response, path_id, read_json, reject_unknown
+from cinema.http.keys import CATALOG
+from cinema.models import GenreCreate, GenrePatch
+
+routes = web.RouteTableDef()
+
+BASE = "/api/v1/genres"
+LIST_PARAMS = ("limit", "sort", "cursor")
+
+
+@routes.get(BASE)
+async def list_genres(request: web.Request) -> web.Response:
+    reject_unknown(request.query, LIST_PARAMS)
+    page = await request.app[CATALOG].ask(ListGenres(page_query(request.query, SORTS)))
+    return json_response(request, page.render())
+
+
+@routes.get(BASE + r"/{id:\d+}")
+async def get_genre(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ())
+    doc = await request.app[CATALOG].ask(GetGenre(path_id(request)))
+    return json_response(request, doc.encode())
+
+
+@routes.post(BASE)
+async def create_genre(request: web.Request) -> web.Response:
+    item = structure(await read_json(request), GenreCreate)
+    [(genre_id, doc)] = await request.app[CATALOG].ask(CreateGenres((item,)))
+    return json_response(request, doc.encode(), status=201, headers={"Location": f"{BASE}/{genre_id}"})
+
+
+@routes.post(BASE + "/bulk")
+async def create_genres(request: web.Request) -> web.Response:
+    items = structure_bulk(await read_json(request), GenreCreate)
+    created = await request.app[CATALOG].ask(CreateGenres(tuple(items)))
+    body = b'{"items":[' + ",".join(doc for _, doc in created).encode() + b"]}"
+    return json_response(request, body, status=201)
+
+
+@routes.patch(BASE + r"/{id:\d+}")
+async def patch_genre(request: web.Request) -> web.Response:
+    genre_id = path_id(request)
+    patch = structure(await read_json(request), GenrePatch)
+    doc = await request.app[CATALOG].ask(PatchGenre(genre_id, patch, request.headers.get("If-Match")))
+    return json_response(request, doc.encode())
+
+
+@routes.delete(BASE + r"/{id:\d+}")
+async def delete_genre(request: web.Request) -> web.Response:
+    await request.app[CATALOG].ask(DeleteGenre(path_id(request), request.headers.get("If-Match")))
+    return web.Response(status=204)

@@ -1,0 +1,63 @@
+"""Reading requests and writing JSON responses: bodies, ids, query parameters, ETags."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from cinema.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
+from cinema.etags import etag, parse_tags
+from cinema.http.keys import SETTINGS
+
+JSON = "application/json"
+MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints
+
+
+async def read_json(request: web.Request) -> Any:
+    """The decoded JSON body: 415 for another media type, 413 over the limit, 400 if malformed."""
+    if request.content_type != JSON and not request.content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Send the body as {JSON} (got {request.content_type or 'no content type'}).")
+    limit = request.app[SETTINGS].max_json_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The body is {request.content_length} bytes; at most {limit} are accepted.")
+    body = await request.read()  # the app's client_max_size enforces the limit without a length header
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """An integer id from the path (routes accept digits only); out of range is simply not found."""
+    value = int(request.match_info[name])
+    if value > MAX_ID:
+        raise NotFound(f"No resource at {request.path}.")
+    return value
+
+
+def reject_unknown(params: Mapping[str, str], known: Collection[str]) -> None:
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise BadRequest(
+            "Unknown query parameters.",
+            errors=[FieldError(name, "unknown parameter; known: " + ", ".join(sorted(known))) for name in unknown],
+        )
+
+
+def json_response(
+    request: web.Request, body: bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response with a strong ETag; 304 when the client's If-None-Match already has it."""
+    tag = etag(body)
+    if status == 200 and request.method in ("GET", "HEAD"):
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None:
+            tags = parse_tags(if_none_match)
+            if tags is None or tag in tags:
+                return web.Response(status=304, headers={"ETag": tag})
+    response = web.Response(body=body, status=status, content_type=JSON, headers=headers)
+    response.headers["ETag"] = tag
+    return response

@@ -1,0 +1,19 @@
+"""Every `web.AppKey` of the application, in one place."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from cinema.actors.catalog import CatalogActor
+from cinema.actors.system import ActorSystem
+from cinema.bus.local import LocalBus
+from cinema.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DSN = web.AppKey("dsn", str)
+POOL = web.AppKey("pool", asyncpg.Pool)
+BUS = web.AppKey("bus", LocalBus)
+ACTORS = web.AppKey("actors", ActorSystem)
+CATALOG = web.AppKey("catalog", CatalogActor)
+MIGRATIONS = web.AppKey("migrations", tuple)  # ids of the migrations this code expects

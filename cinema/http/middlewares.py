@@ -1,0 +1,44 @@
+"""Request context: the request id, and one canonical log line per request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger("cinema.http")
+
+REQUEST_ID = "X-Request-ID"
+# An id echoed back into headers and logs must be short and printable.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    given = request.headers.get(REQUEST_ID, "")
+    request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers[REQUEST_ID] = request_id
+        return response
+    except web.HTTPException as exc:  # 3xx raised by a handler, passed through by the problems layer
+        status = exc.status
+        exc.headers[REQUEST_ID] = request_id
+        raise
+    finally:
+        log.info(
+            "http_request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )

@@ -1,0 +1,162 @@
+"""Running the service: one process, or N worker processes sharing the port under a parent.
+
+Workers bind the same port with SO_REUSEPORT and the kernel spreads connections across
+them. Each worker is a full copy of the service (its own actors and pool); they
+coordinate only through PostgreSQL. The parent starts the embedded database (when one is
+used) and applies migrations once, then supervises: a worker that dies is replaced, with
+a restart budget; SIGTERM or SIGINT stops all workers gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import signal
+import sys
+import time
+from collections import deque
+from multiprocessing.process import BaseProcess
+
+import attrs
+import structlog
+from aiohttp import web
+
+from cinema.actors.base import Actor
+from cinema.app import create_app
+from cinema.db.embedded import embedded_postgres
+from cinema.db.migrate import apply_migrations
+from cinema.logs import configure_logging
+from cinema.settings import Settings
+
+log = structlog.get_logger("cinema.serve")
+
+EXIT_ACTOR_FAILED = 70  # EX_SOFTWARE: an actor exhausted its restart budget
+WORKER_RESTARTS = 5  # per minute, before the parent gives up
+
+
+def serve(settings: Settings) -> int:
+    if settings.workers == 1:
+        return run_worker(settings, reuse_port=False)
+    return _supervise(settings)
+
+
+def run_worker(settings: Settings, reuse_port: bool = True) -> int:
+    configure_logging(settings)
+    runner = _event_loop_runner()
+    return runner(_serve_app(settings, reuse_port))
+
+
+def _event_loop_runner():  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+    except ImportError:  # not on every platform; asyncio's loop is fine, only slower
+        return asyncio.run
+    return uvloop.run
+
+
+async def _serve_app(settings: Settings, reuse_port: bool) -> int:
+    stop = asyncio.Event()
+    exit_code = 0
+
+    def fatal(actor: Actor) -> None:
+        nonlocal exit_code
+        exit_code = EXIT_ACTOR_FAILED
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(
+        create_app(settings, on_fatal=fatal),
+        access_log=None,  # the request-context middleware writes one line per request
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port, backlog=1024)
+        await site.start()
+        log.info("serving", url=site.name)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+    return exit_code
+
+
+def _supervise(settings: Settings) -> int:
+    configure_logging(settings)
+    if settings.port == 0:
+        log.error("port_zero_with_workers", hint="several workers must share one fixed port")
+        return 2
+    with contextlib.ExitStack() as stack:
+        if settings.database_url is None:
+            dsn = stack.enter_context(embedded_postgres(settings.data_dir))
+            settings = attrs.evolve(settings, database_url=dsn)
+        assert settings.database_url is not None
+        if settings.migrate_on_start:
+            apply_migrations(settings.database_url)
+        return _Supervisor(attrs.evolve(settings, migrate_on_start=False)).run()
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[BaseProcess] = []
+        self.stopping = False
+        self.restarts: deque[float] = deque()
+
+    def _start(self) -> BaseProcess:
+        process = self.context.Process(target=run_worker, args=(self.settings,), name="cinema-worker")
+        process.start()
+        return process
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request_stop)
+        self.workers = [self._start() for _ in range(self.settings.workers)]
+        log.info("workers_started", pids=[w.pid for w in self.workers])
+        code = 0
+        while not self.stopping:
+            multiprocessing.connection.wait([w.sentinel for w in self.workers], timeout=0.5)
+            for i, worker in enumerate(self.workers):
+                if worker.exitcode is None or self.stopping:
+                    continue
+                log.error("worker_exited", pid=worker.pid, exit_code=worker.exitcode)
+                if not self._may_restart():
+                    log.error("worker_restart_budget_exhausted")
+                    self.stopping, code = True, 1
+                    break
+                self.workers[i] = self._start()
+        self._stop_all()
+        return code
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        self.restarts.append(now)
+        while self.restarts[0] < now - 60:
+            self.restarts.popleft()
+        return len(self.restarts) <= WORKER_RESTARTS
+
+    def _stop_all(self) -> None:
+        for worker in self.workers:
+            if worker.exitcode is None:
+                worker.terminate()  # SIGTERM: the worker drains and shuts down cleanly
+        deadline = time.monotonic() + self.settings.shutdown_timeout + 5
+        for worker in self.workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.exitcode is None:
+                log.warning("worker_killed", pid=worker.pid)
+                worker.kill()
+                worker.join()
+        log.info("workers_stopped")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve(Settings()))
