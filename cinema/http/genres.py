@@ -10,15 +10,25 @@ from cinema.db.genres import SORTS
 from cinema.db.pages import page_query
 from cinema.http.io import json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
-from cinema.models import GenreCreate, GenrePatch
+from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
+from cinema.models import Genre, GenreCreate, GenrePatch
 
 routes = web.RouteTableDef()
 
 BASE = "/api/v1/genres"
 LIST_PARAMS = ("limit", "sort", "cursor")
+TAG = "genres"
 
 
 @routes.get(BASE)
+@describe(
+    "List genres",
+    tag=TAG,
+    response=PageOf(Genre),
+    query=(*PAGE_PARAMS, sort_param(tuple(SORTS))),
+    errors=(400,),
+    conditional=True,
+)
 async def list_genres(request: web.Request) -> web.Response:
     reject_unknown(request.query, LIST_PARAMS)
     page = await request.app[CATALOG].ask(ListGenres(page_query(request.query, SORTS)))
@@ -26,6 +36,7 @@ async def list_genres(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE + r"/{id:\d+}")
+@describe("Get a genre", tag=TAG, response=Genre, errors=(404,), conditional=True)
 async def get_genre(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
     doc = await request.app[CATALOG].ask(GetGenre(path_id(request)))
@@ -33,6 +44,7 @@ async def get_genre(request: web.Request) -> web.Response:
 
 
 @routes.post(BASE)
+@describe("Create a genre", tag=TAG, body=GenreCreate, response=Genre, status=201, errors=(409, 422))
 async def create_genre(request: web.Request) -> web.Response:
     item = structure(await read_json(request), GenreCreate)
     [(genre_id, doc)] = await request.app[CATALOG].ask(CreateGenres((item,)))
@@ -40,6 +52,14 @@ async def create_genre(request: web.Request) -> web.Response:
 
 
 @routes.post(BASE + "/bulk")
+@describe(
+    "Create up to 1000 genres, all or none",
+    tag=TAG,
+    body=ListOf(GenreCreate),
+    response=ListOf(Genre),
+    status=201,
+    errors=(409, 422),
+)
 async def create_genres(request: web.Request) -> web.Response:
     items = structure_bulk(await read_json(request), GenreCreate)
     created = await request.app[CATALOG].ask(CreateGenres(tuple(items)))
@@ -48,6 +68,7 @@ async def create_genres(request: web.Request) -> web.Response:
 
 
 @routes.patch(BASE + r"/{id:\d+}")
+@describe("Change a genre", tag=TAG, body=GenrePatch, response=Genre, errors=(404, 409, 412, 422), conditional=True)
 async def patch_genre(request: web.Request) -> web.Response:
     genre_id = path_id(request)
     patch = structure(await read_json(request), GenrePatch)
@@ -56,6 +77,7 @@ async def patch_genre(request: web.Request) -> web.Response:
 
 
 @routes.delete(BASE + r"/{id:\d+}")
+@describe("Delete a genre (it leaves its movies)", tag=TAG, status=204, errors=(404, 412), conditional=True)
 async def delete_genre(request: web.Request) -> web.Response:
     await request.app[CATALOG].ask(DeleteGenre(path_id(request), request.headers.get("If-Match")))
     return web.Response(status=204)

@@ -1,0 +1,80 @@
+"""What each route promises, attached to its handler: the source of the OpenAPI document.
+
+    @routes.get(BASE)
+    @describe("List genres", tag="genres", response=PageOf(Genre), query=PAGE_PARAMS, errors=(400,))
+    async def list_genres(request): ...
+
+The generator (cinema/http/openapi.py) walks the application's route table and reads
+these, together with the attrs classes named here (their fields, types and the JSON
+Schema keywords in their metadata), so the document describes exactly what is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+@attrs.frozen
+class Param:
+    """A query parameter."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    repeated: bool = False  # ?genre=drama&genre=crime
+
+
+@attrs.frozen
+class PageOf:
+    """A keyset page: {"items": [cls], "next_cursor": str | null}."""
+
+    cls: type
+
+
+@attrs.frozen
+class ListOf:
+    """A JSON array of cls (bulk bodies), or {"items": [cls]} when used as a response."""
+
+    cls: type
+
+
+@attrs.frozen
+class RouteDoc:
+    summary: str
+    tag: str
+    body: type | ListOf | None = None
+    response: type | PageOf | ListOf | None = None  # None: no body (204)
+    status: int = 200
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()  # problem statuses besides the ones every route can answer
+    conditional: bool = False  # honours If-Match (writes) or If-None-Match (reads)
+
+
+def describe(summary: str, **fields: Any) -> Callable[[H], H]:
+    doc = RouteDoc(summary, **fields)
+
+    def attach(handler: H) -> H:
+        handler.__route_doc__ = doc  # type: ignore[attr-defined]
+        return handler
+
+    return attach
+
+
+def route_doc(handler: Any) -> RouteDoc | None:
+    return getattr(handler, "__route_doc__", None)
+
+
+PAGE_PARAMS = (
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Items per page."),
+    Param("cursor", {"type": "string"}, "The `next_cursor` of the previous page."),
+)
+
+
+def sort_param(fields: list[str] | tuple[str, ...]) -> Param:
+    values = [*fields, *(f"-{f}" for f in fields)]
+    return Param("sort", {"type": "string", "enum": values, "default": "id"}, "Sort field; `-field` descends.")
