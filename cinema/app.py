@@ -69,7 +69,10 @@ async def _migrate(app: web.Application) -> None:
 
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     size = app[SETTINGS].db_pool_size
-    pool = await asyncpg.create_pool(app[DSN], min_size=min(2, size), max_size=size)
+    # Timestamps rendered by PostgreSQL (row_to_json) are RFC 3339 in UTC whatever the server's zone.
+    pool = await asyncpg.create_pool(
+        app[DSN], min_size=min(2, size), max_size=size, server_settings={"timezone": "UTC"}
+    )
     app[POOL] = pool
     try:
         yield
