@@ -13,7 +13,6 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from functools import cache
 from typing import Any, TypeVar
 
 import attrs
@@ -73,7 +72,7 @@ def _structure_unset_union(tp: Any) -> Callable[[Any, Any], Any]:
     # (absent keys never get here: they take the field's UNSET default).
     rest = tuple(arg for arg in typing.get_args(tp) if arg is not Unset)
     inner = rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
-    return lambda value, _: converter.structure(value, inner)
+    return lambda value, _: converter.structure(value, typing.cast(type, inner))
 
 
 converter.register_structure_hook_factory(_has_unset, _structure_unset_union)
@@ -103,9 +102,14 @@ def structure(data: Any, cls: type[T]) -> T:
     return obj
 
 
-@cache
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
 def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in attrs.fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in attrs.fields(cls))
+    return names
 
 
 def _join(path: str, name: str | int) -> str:
@@ -117,15 +121,15 @@ def _join(path: str, name: str | int) -> str:
 def _field_errors(exc: BaseException, path: str) -> list[FieldError]:
     if isinstance(exc, ClassValidationError):
         errors = []
-        for sub, note in exc.group_exceptions()[0]:
-            errors += _field_errors(sub, _join(path, note.name))
+        for sub, attribute in exc.group_exceptions()[0]:
+            errors += _field_errors(sub, _join(path, attribute.name))
         for sub in exc.group_exceptions()[1]:
             errors += _field_errors(sub, path)
         return errors
     if isinstance(exc, IterableValidationError):
         errors = []
-        for sub, note in exc.group_exceptions()[0]:
-            errors += _field_errors(sub, _join(path, note.index))
+        for sub, item in exc.group_exceptions()[0]:
+            errors += _field_errors(sub, _join(path, item.index))
         return errors
     if isinstance(exc, ForbiddenExtraKeysError):
         return [FieldError(_join(path, key), "unknown field") for key in sorted(exc.extra_fields)]
@@ -138,15 +142,19 @@ def _field_errors(exc: BaseException, path: str) -> list[FieldError]:
     raise exc
 
 
-@cache
+_CHECKS: dict[type, tuple[tuple[str, dict[str, Any], re.Pattern[str] | None], ...]] = {}
+
+
 def _checks(cls: type) -> tuple[tuple[str, dict[str, Any], re.Pattern[str] | None], ...]:
-    checks = []
-    for field in attrs.fields(cls):
-        schema = field.metadata.get("schema")
-        if schema:
-            pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
-            checks.append((field.name, schema, pattern))
-    return tuple(checks)
+    if cls not in _CHECKS:
+        checks = []
+        for field in attrs.fields(cls):
+            schema = field.metadata.get("schema")
+            if schema:
+                pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+                checks.append((field.name, schema, pattern))
+        _CHECKS[cls] = tuple(checks)
+    return _CHECKS[cls]
 
 
 def check_constraints(obj: Any, path: str = "") -> list[FieldError]:
@@ -203,7 +211,8 @@ def structure_bulk(data: Any, cls: type[T]) -> list[T]:
             f"The body must be a JSON array of 1 to {MAX_BULK} items.",
             errors=[FieldError("", f"must be an array of 1 to {MAX_BULK} items")],
         )
-    items, errors = [], []
+    items: list[T] = []
+    errors: list[FieldError] = []
     for i, item in enumerate(data):
         try:
             items.append(structure(item, cls))

@@ -17,7 +17,9 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import attrs
 import structlog
@@ -48,7 +50,7 @@ def run_worker(settings: Settings, reuse_port: bool = True) -> int:
     return runner(_serve_app(settings, reuse_port))
 
 
-def _event_loop_runner():  # type: ignore[no-untyped-def]
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     try:
         import uvloop
     except ImportError:  # not on every platform; asyncio's loop is fine, only slower

@@ -33,23 +33,23 @@ def redact_url(url: str | None) -> str:
     return repr(urlunsplit(parts._replace(netloc=netloc)))
 
 
-def _between(low: float, high: float) -> typing.Callable[[typing.Any, attrs.Attribute, float], None]:
-    def check(_: typing.Any, attribute: attrs.Attribute, value: float) -> None:
+def _between(low: float, high: float) -> typing.Callable[[typing.Any, attrs.Attribute[typing.Any], float], None]:
+    def check(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: float) -> None:
         if not low <= value <= high:
             raise SettingsError(f"{env_name(attribute.name)}: must be between {low} and {high}, got {value}")
 
     return check
 
 
-def _one_of(*choices: str) -> typing.Callable[[typing.Any, attrs.Attribute, str], None]:
-    def check(_: typing.Any, attribute: attrs.Attribute, value: str) -> None:
+def _one_of(*choices: str) -> typing.Callable[[typing.Any, attrs.Attribute[typing.Any], str], None]:
+    def check(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str) -> None:
         if value not in choices:
             raise SettingsError(f"{env_name(attribute.name)}: must be one of {', '.join(choices)}, got {value!r}")
 
     return check
 
 
-def _postgres_url(_: typing.Any, attribute: attrs.Attribute, value: str | None) -> None:
+def _postgres_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
     if value is not None and urlsplit(value).scheme not in ("postgres", "postgresql"):
         raise SettingsError(f"{env_name(attribute.name)}: must be a postgresql:// URL, got {redact_url(value)}")
 

@@ -8,9 +8,11 @@ reached is skipped with the reason, or fails when `CINEMA_REQUIRE_SERVICES=1` (C
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -95,3 +97,15 @@ async def app(settings: Settings, db: asyncpg.Connection) -> web.Application:
 @pytest.fixture
 async def client(aiohttp_client, app: web.Application) -> TestClient:  # type: ignore[no-untyped-def]
     return await aiohttp_client(app)
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0) -> None:
+    """Wait until `check()` holds (for state that has no event to await), failing after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.002)

@@ -27,11 +27,11 @@ def embedded_postgres(data_dir: Path, database: str = DATABASE) -> Iterator[str]
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # pgserver wants a runtime dir for its socket and lock
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about the runtime dir on import
-        import pgserver
+        from pgserver.postgres_server import get_server
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     try:
         _create_database(server.get_uri("postgres"), database)
         dsn = server.get_uri(database)

@@ -27,7 +27,7 @@ GET_GENRE = f"SELECT {GENRE_JSON} FROM genres g WHERE g.id = $1"
 
 
 async def get_genre(conn: asyncpg.Connection, genre_id: int) -> str:
-    doc = await conn.fetchval(GET_GENRE, genre_id)
+    doc: str | None = await conn.fetchval(GET_GENRE, genre_id)
     if doc is None:
         raise NotFound(f"Genre {genre_id} does not exist.")
     return doc

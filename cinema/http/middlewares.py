@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 log = structlog.get_logger("cinema.http")
 
@@ -18,7 +18,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 
 @web.middleware
-async def request_context_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get(REQUEST_ID, "")
     request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from cinema.actors.base import ActorStopped, AskTimeout, MailboxFull
 from cinema.errors import DomainError, FieldError
@@ -61,7 +62,7 @@ def _unavailable(request: web.Request, detail: str, retry_after: int) -> web.Res
 
 
 @web.middleware
-async def problems_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as exc:

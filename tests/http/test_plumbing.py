@@ -1,0 +1,151 @@
+"""What every request gets: request ids, problem+json for every failure, health checks."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import psycopg
+import pytest
+import structlog
+
+from cinema.actors.catalog import CheckReady
+from cinema.app import create_app
+from cinema.db import genres
+from cinema.db.migrate import apply_migrations
+from cinema.http.keys import CATALOG
+from cinema.http.problems import PROBLEM_JSON
+from cinema.settings import Settings
+from tests.conftest import eventually, with_database
+
+
+async def test_request_id_is_echoed_or_generated(client):
+    echoed = await client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    generated = await client.get("/health/live")
+    assert len(generated.headers["X-Request-ID"]) == 32
+    unsafe = await client.get("/health/live", headers={"X-Request-ID": "x" * 500})
+    assert unsafe.headers["X-Request-ID"] != "x" * 500
+
+
+async def test_errors_carry_the_request_id_too(client):
+    resp = await client.get("/nowhere", headers={"X-Request-ID": "req-1"})
+    assert resp.status == 404
+    assert resp.headers["X-Request-ID"] == "req-1"
+
+
+async def test_unknown_route_is_a_404_problem(client):
+    resp = await client.get("/api/v1/unknown")
+    assert resp.status == 404
+    assert resp.content_type == PROBLEM_JSON
+    body = await resp.json()
+    assert body == {
+        "type": "/problems/not-found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "No resource at /api/v1/unknown.",
+        "instance": "/api/v1/unknown",
+    }
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(client):
+    resp = await client.put("/api/v1/genres")
+    assert resp.status == 405
+    assert resp.content_type == PROBLEM_JSON
+    assert "GET" in resp.headers["Allow"]
+    assert "POST" in resp.headers["Allow"]
+
+
+async def test_a_crash_inside_the_catalog_actor_is_a_500_without_internals_then_service_goes_on(client, monkeypatch):
+    genre = await (await client.post("/api/v1/genres", json={"name": "Drama"})).json()
+    original = genres.get_genre
+    calls = 0
+
+    async def crash_once(conn, genre_id):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("secret internal detail")
+        return await original(conn, genre_id)
+
+    monkeypatch.setattr(genres, "get_genre", crash_once)
+    with structlog.testing.capture_logs() as logs:
+        resp = await client.get(f"/api/v1/genres/{genre['id']}")
+    assert resp.status == 500
+    assert resp.content_type == PROBLEM_JSON
+    text = await resp.text()
+    assert "secret internal detail" not in text
+    assert "Traceback" not in text
+    [error] = [entry for entry in logs if entry["event"] == "unhandled_error"]
+    assert error["log_level"] == "error"
+    assert error["exc_info"] is True  # rendered as the full traceback by the configured processors
+    again = await client.get(f"/api/v1/genres/{genre['id']}")
+    assert again.status == 200
+    assert client.app[CATALOG].stats().failed == 1
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    # One slot in the mailbox and one worker, so the test can saturate the catalog.
+    return Settings(
+        database_url=database_url,
+        migrate_on_start=False,
+        data_dir=tmp_path,
+        db_pool_size=1,
+        mailbox_size=1,
+        ask_timeout=5,
+    )
+
+
+async def test_a_saturated_actor_answers_503_with_retry_after_fast(client, monkeypatch):
+    genre = await (await client.post("/api/v1/genres", json={"name": "Drama"})).json()
+    release = asyncio.Event()
+    started = asyncio.Event()
+    original = genres.get_genre
+
+    async def slow(conn, genre_id):
+        started.set()
+        await release.wait()
+        return await original(conn, genre_id)
+
+    monkeypatch.setattr(genres, "get_genre", slow)
+    url = f"/api/v1/genres/{genre['id']}"
+    busy = asyncio.create_task(client.get(url))
+    await started.wait()
+    queued = asyncio.create_task(client.get(url))
+    await eventually(lambda: client.app[CATALOG].stats().mailbox == 1)
+    rejected = await client.get(url)
+    assert rejected.status == 503
+    assert rejected.headers["Retry-After"] == "1"
+    assert (await rejected.json())["type"] == "/problems/unavailable"
+    release.set()
+    assert (await busy).status == 200
+    assert (await queued).status == 200
+
+
+async def test_live_and_ready(client):
+    assert (await client.get("/health/live")).status == 200
+    ready = await client.get("/health/ready")
+    assert ready.status == 200
+    assert await ready.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
+
+
+async def test_ready_is_503_until_migrations_are_applied(aiohttp_client, postgres_server, tmp_path):
+    # A deployment whose migrate job has not run yet: an empty database, migrate_on_start off.
+    name = f"cinema_empty_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = with_database(postgres_server, name)
+        client = await aiohttp_client(create_app(Settings(database_url=dsn, migrate_on_start=False, data_dir=tmp_path)))
+        resp = await client.get("/health/ready")
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "5"
+        assert "0001_updated_at" in (await resp.json())["detail"]
+        assert await client.app[CATALOG].ask(CheckReady(("0001_updated_at",))) == ["0001_updated_at"]
+        await asyncio.to_thread(apply_migrations, dsn)
+        assert (await client.get("/health/ready")).status == 200
+        await client.close()
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -1,0 +1,122 @@
+"""`python -m cinema serve`: the real command, one process or several sharing a port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cinema.app import create_app
+from cinema.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the service exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the service did not become ready")
+
+
+@contextlib.contextmanager
+def serving(database_url: str, log: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEMA_")}
+    env |= {"CINEMA_DATABASE_URL": database_url, "CINEMA_LOG_FORMAT": "json", "CINEMA_SHUTDOWN_TIMEOUT": "5"}
+    with (
+        log.open("wb") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "cinema", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ) as process,
+    ):
+        try:
+            yield process, port
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def workers(process: subprocess.Popen[bytes]) -> set[int]:
+    # multiprocessing's spawn also starts a resource tracker; workers run cinema's code.
+    pids = set()
+    for child in psutil.Process(process.pid).children():
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                pids.add(child.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue  # a dead worker not yet reaped by the parent
+    return pids
+
+
+def test_single_process_serves_and_stops_cleanly_on_sigterm(database_url, tmp_path):
+    with serving(database_url, tmp_path / "log") as (process, port):
+        wait_ready(port, process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/genres") as resp:
+            assert resp.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    log = (tmp_path / "log").read_text()
+    assert '"event":"serving"' in log
+    assert '"event":"http_request"' in log
+
+
+def test_workers_share_the_port_and_a_dead_worker_is_replaced(database_url, tmp_path):
+    with serving(database_url, tmp_path / "log", "--workers", "2") as (process, port):
+        wait_ready(port, process)
+        first = workers(process)
+        assert len(first) == 2
+        victim = next(iter(first))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (victim in workers(process) or len(workers(process)) < 2):
+            time.sleep(0.1)
+        assert victim not in workers(process)
+        assert len(workers(process)) == 2
+        wait_ready(port, process)
+        remaining = workers(process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in remaining)
+
+
+def test_a_bad_setting_exits_2_naming_the_variable():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEMA_")} | {"CINEMA_WORKERS": "many"}
+    result = subprocess.run([sys.executable, "-m", "cinema", "serve"], env=env, capture_output=True, timeout=30)
+    assert result.returncode == 2
+    assert b"CINEMA_WORKERS: expected an integer" in result.stderr
+
+
+@pytest.mark.usefixtures("db")
+async def test_without_a_database_url_the_app_runs_on_embedded_postgres(aiohttp_client, tmp_path):
+    client = await aiohttp_client(create_app(Settings(database_url=None, data_dir=tmp_path)))
+    resp = await client.get("/health/ready")
+    assert resp.status == 200
+    created = await client.post("/api/v1/genres", json={"name": "Drama"})
+    assert created.status == 201
+    assert (tmp_path / "postgres" / "PG_VERSION").exists()
