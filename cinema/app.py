@@ -4,12 +4,14 @@ Each resource is one async-generator `cleanup_ctx`; aiohttp runs them in order a
 and unwinds them in reverse at shutdown, so a start-up that fails half-way stops exactly
 what had started.
 
-    database (embedded server when CINEMA_DATABASE_URL is unset) -> migrations -> pool -> actors
+    database (embedded server when CINEMA_DATABASE_URL is unset) -> migrations -> pool
+    -> remote events (other instances' commits onto the local bus) -> actors
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -19,10 +21,11 @@ from cinema.actors.base import Actor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
+from cinema.bus.remote import RemoteEvents
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
 from cinema.http import genres, health
-from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, POOL, SETTINGS
+from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
 from cinema.settings import Settings
@@ -37,8 +40,10 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app[SETTINGS] = settings
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())
+    app[ORIGIN] = secrets.token_hex(8)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
+    app.cleanup_ctx.append(remote_events_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
@@ -80,13 +85,23 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:
+    feed = RemoteEvents(app[DSN], app[BUS], app[ORIGIN])
+    app[REMOTE_EVENTS] = feed
+    feed.start()
+    try:
+        yield
+    finally:
+        await feed.stop()
+
+
 def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         options = {"mailbox_size": settings.mailbox_size, "ask_timeout": settings.ask_timeout}
         async with ActorSystem(on_failure=on_fatal, shutdown_timeout=settings.shutdown_timeout) as system:
             app[ACTORS] = system
-            app[CATALOG] = system.spawn(CatalogActor(app[POOL], app[BUS], **options))
+            app[CATALOG] = system.spawn(CatalogActor(app[POOL], app[BUS], app[ORIGIN], **options))
             yield
 
     return actors_ctx

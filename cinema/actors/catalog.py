@@ -88,12 +88,13 @@ class DeleteGenre:
 class CatalogActor(Actor):
     expected_errors = (DomainError,)
 
-    def __init__(self, pool: asyncpg.Pool, bus: LocalBus, **options: Any) -> None:
+    def __init__(self, pool: asyncpg.Pool, bus: LocalBus, origin: str = "", **options: Any) -> None:
         # As many messages at once as there are connections: more would only queue on the pool.
         options.setdefault("concurrency", pool.get_max_size())
         super().__init__("catalog", **options)
         self.pool = pool
         self.bus = bus
+        self.origin = origin  # names this app instance in commit notifications (cinema/bus/remote.py)
 
     async def handle(self, msg: Any) -> Any:
         match msg:
@@ -124,7 +125,7 @@ class CatalogActor(Actor):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     result, new_events = await change(conn, *args)
-                    events = await append_events(conn, new_events)
+                    events = await append_events(conn, new_events, self.origin)
             except RETRYABLE:
                 if attempt == ATTEMPTS:
                     raise

@@ -27,9 +27,10 @@ class Topical(Protocol):
 
 @attrs.frozen
 class Missed:
-    """Stands in for `count` events this subscriber did not receive because it fell behind."""
+    """Stands in for events this subscriber did not receive: `count` of them when it fell
+    behind, None when the process itself may have missed some (a lost connection)."""
 
-    count: int
+    count: int | None
 
 
 @lru_cache(maxsize=4096)
@@ -51,8 +52,9 @@ class Subscription:
     def __init__(self, bus: LocalBus, patterns: tuple[str, ...], maxsize: int) -> None:
         self._bus = bus
         self.patterns = patterns
-        self._queue: asyncio.Queue[Topical] = asyncio.Queue(maxsize)
+        self._queue: asyncio.Queue[Topical | Missed] = asyncio.Queue(maxsize)
         self._dropped = 0
+        self._unknown_gap = False
 
     def wants(self, topic: str) -> bool:
         return any(topic_matches(p, topic) for p in self.patterns)
@@ -63,16 +65,30 @@ class Subscription:
         except asyncio.QueueFull:
             self._dropped += 1
 
-    async def get(self) -> Topical | Missed:
+    def _gap(self) -> None:
+        # Queued, so a subscriber waiting on an empty queue wakes up for it; when the queue is
+        # full the subscriber is busy anyway and sees it before its next event.
+        try:
+            self._queue.put_nowait(Missed(None))
+        except asyncio.QueueFull:
+            self._unknown_gap = True
+
+    def _take_missed(self) -> Missed | None:
+        if self._unknown_gap:
+            self._unknown_gap, self._dropped = False, 0
+            return Missed(None)
         if self._dropped:
             missed, self._dropped = Missed(self._dropped), 0
             return missed
-        return await self._queue.get()
+        return None
+
+    async def get(self) -> Topical | Missed:
+        return self._take_missed() or await self._queue.get()
 
     def get_nowait(self) -> Topical | Missed | None:
         """The next pending item, or None when nothing is waiting (for "run until empty" loops)."""
-        if self._dropped:
-            missed, self._dropped = Missed(self._dropped), 0
+        missed = self._take_missed()
+        if missed is not None:
             return missed
         try:
             return self._queue.get_nowait()
@@ -103,6 +119,11 @@ class LocalBus:
         sub = Subscription(self, patterns, maxsize)
         self._subscriptions.add(sub)
         return sub
+
+    def announce_gap(self) -> None:
+        """Tell every subscriber that events may have been missed (a lost connection to their source)."""
+        for sub in self._subscriptions:
+            sub._gap()
 
     def publish(self, event: Topical) -> None:
         """Hand the event to every subscriber whose pattern matches; never blocks."""

@@ -19,6 +19,7 @@ import attrs
 
 # An arbitrary constant naming the lock; pg_advisory_xact_lock takes a bigint.
 OUTBOX_LOCK = 0x63696E656D61  # "cinema"
+CHANNEL = "cinema_events"
 
 
 @attrs.frozen
@@ -48,19 +49,31 @@ class Event:
         return self.type
 
 
+# The NOTIFY is delivered to every listening process when (and only when) the transaction
+# commits, in commit order: other processes learn of the change without polling (see
+# cinema/bus/remote.py). The payload names the origin, so the writer's own process skips it.
 APPEND_EVENTS = f"""
-WITH lock AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK}))
-INSERT INTO outbox (type, entity_id, data, affected_movie_ids)
-SELECT e.type, e.entity_id, e.data::jsonb, e.affected::bigint[]
-FROM lock, unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
-    AS e(type, entity_id, data, affected, n)
-ORDER BY e.n
-RETURNING seq, id, type, entity_id, occurred_at, data::text, affected_movie_ids
+WITH lock AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK})),
+inserted AS (
+    INSERT INTO outbox (type, entity_id, data, affected_movie_ids)
+    SELECT e.type, e.entity_id, e.data::jsonb, e.affected::bigint[]
+    FROM lock, unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+        AS e(type, entity_id, data, affected, n)
+    ORDER BY e.n
+    RETURNING seq, id, type, entity_id, occurred_at, data::text AS data, affected_movie_ids
+),
+notify AS (
+    SELECT pg_notify('{CHANNEL}', $5 || ':' || min(seq) || ':' || max(seq)) FROM inserted
+)
+SELECT inserted.* FROM inserted, notify ORDER BY seq
 """
 
 
-async def append_events(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> list[Event]:
-    """Insert the events (in one round trip); call it last in the transaction."""
+async def append_events(conn: asyncpg.Connection, events: Sequence[NewEvent], origin: str = "") -> list[Event]:
+    """Insert the events in one round trip; call it last in the transaction.
+
+    `origin` identifies the writing app instance in the commit notification.
+    """
     if not events:
         return []
     rows = await conn.fetch(
@@ -69,16 +82,28 @@ async def append_events(conn: asyncpg.Connection, events: Sequence[NewEvent]) ->
         [e.entity_id for e in events],
         [e.data for e in events],
         ["{" + ",".join(map(str, e.affected_movie_ids)) + "}" for e in events],
+        origin,
     )
-    return [
-        Event(
-            seq=row["seq"],
-            id=row["id"],
-            type=row["type"],
-            entity_id=row["entity_id"],
-            occurred_at=row["occurred_at"],
-            data=row["data"],
-            affected_movie_ids=tuple(row["affected_movie_ids"]),
-        )
-        for row in sorted(rows, key=lambda r: r["seq"])
-    ]
+    return [_event(row) for row in rows]
+
+
+READ_EVENTS = """
+SELECT seq, id, type, entity_id, occurred_at, data::text AS data, affected_movie_ids
+FROM outbox WHERE seq BETWEEN $1 AND $2 ORDER BY seq
+"""
+
+
+async def read_events(conn: asyncpg.Connection, first: int, last: int) -> list[Event]:
+    return [_event(row) for row in await conn.fetch(READ_EVENTS, first, last)]
+
+
+def _event(row: asyncpg.Record) -> Event:
+    return Event(
+        seq=row["seq"],
+        id=row["id"],
+        type=row["type"],
+        entity_id=row["entity_id"],
+        occurred_at=row["occurred_at"],
+        data=row["data"],
+        affected_movie_ids=tuple(row["affected_movie_ids"]),
+    )

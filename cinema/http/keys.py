@@ -8,6 +8,7 @@ from aiohttp import web
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
+from cinema.bus.remote import RemoteEvents
 from cinema.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +18,5 @@ BUS = web.AppKey("bus", LocalBus)
 ACTORS = web.AppKey("actors", ActorSystem)
 CATALOG = web.AppKey("catalog", CatalogActor)
 MIGRATIONS = web.AppKey("migrations", tuple)  # ids of the migrations this code expects
+ORIGIN = web.AppKey("origin", str)  # this app instance's name in commit notifications
+REMOTE_EVENTS = web.AppKey("remote_events", RemoteEvents)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import attrs
 import pytest
 
@@ -70,3 +72,17 @@ async def test_closed_subscriptions_receive_nothing():
 def test_subscribe_needs_a_pattern():
     with pytest.raises(ValueError, match="at least one"):
         LocalBus().subscribe()
+
+
+async def test_a_gap_wakes_a_waiting_subscriber_and_reaches_a_full_one():
+    bus = LocalBus()
+    waiting, full = bus.subscribe("#"), bus.subscribe("#", maxsize=1)
+    bus.publish(Note("movie.created", 1))  # fills `full`
+    getter = asyncio.create_task(waiting.get())
+    assert await getter == Note("movie.created", 1)
+    getter = asyncio.create_task(waiting.get())
+    await asyncio.sleep(0)
+    bus.announce_gap()
+    assert await getter == Missed(None)
+    assert await full.get() == Missed(None)  # reported before the queued event
+    assert await full.get() == Note("movie.created", 1)

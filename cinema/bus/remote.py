@@ -1,0 +1,96 @@
+"""Events committed by other app instances, brought onto this instance's bus.
+
+Every transaction that appends events also NOTIFYs `cinema_events` with
+"<origin>:<first seq>:<last seq>" (cinema/db/outbox.py). PostgreSQL delivers that at
+commit, in commit order, to every listening connection. Each instance keeps one
+connection LISTENing; for notifications from other origins it reads those outbox rows and
+publishes them on its own bus, so caches, live searches and relays everywhere hear of every
+change within milliseconds, without polling.
+
+When the listening connection is lost, notifications sent meanwhile are gone: after
+reconnecting, the bus announces a gap to every subscriber (`Missed`), and each recovers
+in its own way (the cache drops its entries; log readers re-read from their position).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+
+from cinema.bus.local import LocalBus
+from cinema.db.outbox import CHANNEL, read_events
+
+log = structlog.get_logger("cinema.bus")
+
+_LOST = object()  # queued when the listening connection closes
+
+
+class RemoteEvents:
+    def __init__(self, dsn: str, bus: LocalBus, origin: str, *, backoff: tuple[float, float] = (0.1, 5.0)) -> None:
+        self.dsn = dsn
+        self.bus = bus
+        self.origin = origin
+        self.backoff = backoff
+        self.listening = asyncio.Event()  # set while a connection listens (tests and readiness wait on it)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="remote-events")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay, connected_before = self.backoff[0], False
+        while not self._stop.is_set():
+            try:
+                await self._listen(announce_gap=connected_before)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("remote_events_disconnected", error=repr(exc), retry_in=delay)
+            connected_before = connected_before or self.listening.is_set()
+            self.listening.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+            delay = min(delay * 2, self.backoff[1])
+
+    async def _listen(self, announce_gap: bool) -> None:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            conn.add_termination_listener(lambda _: queue.put_nowait(_LOST))
+            await conn.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: queue.put_nowait(payload))
+            self.listening.set()
+            if announce_gap:
+                self.bus.announce_gap()
+            log.info("remote_events_listening")
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                if _LOST in batch:
+                    raise ConnectionError("the listening connection closed")
+                await self._publish(conn, [str(p) for p in batch])
+        finally:
+            await conn.close(timeout=2)
+
+    async def _publish(self, conn: asyncpg.Connection, payloads: list[str]) -> None:
+        ranges = []
+        for payload in payloads:
+            origin, first, last = payload.rsplit(":", 2)
+            if origin != self.origin:
+                ranges.append((int(first), int(last)))
+        if not ranges:
+            return
+        events = await read_events(conn, min(r[0] for r in ranges), max(r[1] for r in ranges))
+        for event in events:
+            if any(first <= event.seq <= last for first, last in ranges):
+                self.bus.publish(event)
