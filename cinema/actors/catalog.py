@@ -20,7 +20,7 @@ import structlog
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
 from cinema.db import genres
-from cinema.db.outbox import NewEvent, append_events
+from cinema.db.outbox import NewEvent, append_events, list_changes
 from cinema.db.pages import PageQuery
 from cinema.errors import DomainError, Unavailable
 from cinema.models import GenreCreate, GenrePatch
@@ -52,6 +52,12 @@ class CheckReady:
     """Answers with the ids of the applied migrations among `expected` missing ones."""
 
     expected: tuple[str, ...]
+
+
+@attrs.frozen
+class ListChanges:
+    after: int  # the last seq the client has seen
+    limit: int
 
 
 @attrs.frozen
@@ -108,6 +114,8 @@ class CatalogActor(Actor):
                 return await self._write(genres.patch_genre, genre_id, patch, if_match)
             case DeleteGenre(id=genre_id, if_match=if_match):
                 return await self._write(genres.delete_genre, genre_id, if_match)
+            case ListChanges(after=after, limit=limit):
+                return await self._read(list_changes, after, limit)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
             case _:

@@ -107,3 +107,19 @@ def _event(row: asyncpg.Record) -> Event:
         data=row["data"],
         affected_movie_ids=tuple(row["affected_movie_ids"]),
     )
+
+
+# The public shape of an event (as published on RabbitMQ) plus its position in the log.
+CHANGE_JSON = """json_build_object(
+    'seq', o.seq, 'id', o.id, 'type', o.type, 'occurred_at', o.occurred_at,
+    'entity_id', o.entity_id, 'data', o.data)::text"""
+LIST_CHANGES = f"SELECT o.seq, {CHANGE_JSON} FROM outbox o WHERE o.seq > $1 ORDER BY o.seq LIMIT $2"
+
+
+async def list_changes(conn: asyncpg.Connection, after: int, limit: int) -> list[tuple[int, str]]:
+    """Committed events after position `after`, oldest first, as (seq, JSON) pairs.
+
+    Because seq order is commit order, "after the last seq I saw" is exact: a change that
+    commits later always gets a greater seq.
+    """
+    return [(row[0], row[1]) for row in await conn.fetch(LIST_CHANGES, after, limit)]
