@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="processes sharing the port (CINEMA_WORKERS, default 1)")
     commands.add_parser("migrate", help="apply pending database migrations, then exit")
     commands.add_parser("settings", help="print the effective settings (secrets redacted)")
+    token = commands.add_parser("token", help="print a write token signed with CINEMA_JWT_SECRET")
+    token.add_argument("--subject", default="cli", help="the token's `sub` claim (default: cli)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default: 3600)")
     return parser
 
 
@@ -42,7 +45,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "token":
+        return _token(settings, args.subject, args.ttl)
     print(settings)
+    return 0
+
+
+def _token(settings: Settings, subject: str, ttl: int) -> int:
+    from cinema.http.auth import TokenVerifier
+
+    verifier = TokenVerifier.from_settings(settings)
+    if verifier is None:
+        print("cinema: set CINEMA_JWT_SECRET first (writes need no token without it)", file=sys.stderr)
+        return 2
+    print(verifier.issue(subject, ttl))
     return 0
 
 

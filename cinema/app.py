@@ -25,6 +25,7 @@ from cinema.bus.remote import RemoteEvents
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
 from cinema.http import changes, genres, health
+from cinema.http.auth import TokenVerifier, auth_middleware
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
@@ -34,7 +35,11 @@ from cinema.settings import Settings
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
     """Build the application. `on_fatal` runs when an actor exhausts its restarts (serve exits then)."""
     app = web.Application(
-        middlewares=[request_context_middleware, problems_middleware],
+        middlewares=[
+            request_context_middleware,
+            problems_middleware,
+            auth_middleware(TokenVerifier.from_settings(settings)),
+        ],
         client_max_size=settings.max_json_bytes,
     )
     app[SETTINGS] = settings

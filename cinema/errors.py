@@ -41,6 +41,18 @@ class BadRequest(DomainError):
     """Malformed JSON, or a query parameter the endpoint cannot use."""
 
 
+class Unauthorized(DomainError):
+    """No valid bearer token for a request that needs one."""
+
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(DomainError):
+    """A valid token without the scope the request needs."""
+
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
 class NotFound(DomainError):
     status, slug, title = 404, "not-found", "Not found"
 

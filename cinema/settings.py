@@ -54,6 +54,12 @@ def _postgres_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: 
         raise SettingsError(f"{env_name(attribute.name)}: must be a postgresql:// URL, got {redact_url(value)}")
 
 
+def _long_enough(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
+    # Shorter HMAC keys can be brute-forced (RFC 7518 section 3.2 asks for at least 256 bits).
+    if value is not None and len(value.encode()) < 32:
+        raise SettingsError(f"{env_name(attribute.name)}: must be at least 32 bytes long")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     # HTTP front end
@@ -86,6 +92,15 @@ class Settings:
         default=True,
         metadata={"doc": "Apply pending migrations when `serve` starts (off where `migrate` runs as a job)."},
     )
+    # Authentication of writes
+    jwt_secret: str | None = attrs.field(
+        default=None,
+        repr=lambda value: "None" if value is None else "'***'",
+        validator=_long_enough,
+        metadata={"doc": "HS256 key (32+ bytes) that write tokens are signed with. Unset: writes need no token."},
+    )
+    jwt_issuer: str | None = attrs.field(default=None, metadata={"doc": "Required `iss` claim of tokens, if set."})
+    jwt_audience: str | None = attrs.field(default=None, metadata={"doc": "Required `aud` claim of tokens, if set."})
     # Actors
     mailbox_size: int = attrs.field(
         default=1000,

@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from cinema.actors.base import ActorStopped, AskTimeout, MailboxFull
-from cinema.errors import DomainError, FieldError
+from cinema.errors import DomainError, FieldError, Forbidden, Unauthorized
+from cinema.http.auth import WRITE_SCOPE
 
 log = structlog.get_logger("cinema.http")
 
@@ -51,7 +52,13 @@ def problem(
 
 
 def from_domain_error(request: web.Request, exc: DomainError) -> web.Response:
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="cinema"'
+    elif isinstance(exc, Forbidden):
+        headers["WWW-Authenticate"] = f'Bearer realm="cinema", error="insufficient_scope", scope="{WRITE_SCOPE}"'
     return problem(request, exc.status, exc.slug, exc.title, exc.detail, exc.errors, headers)
 
 
