@@ -29,17 +29,18 @@ from cinema.http.auth import TokenVerifier, auth_middleware
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
+from cinema.http.ratelimit import ratelimit_middleware
 from cinema.settings import Settings
 
 
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
     """Build the application. `on_fatal` runs when an actor exhausts its restarts (serve exits then)."""
+    middlewares = [request_context_middleware]
+    if settings.rate_limit:
+        middlewares.append(ratelimit_middleware(settings.rate_limit, settings.rate_limit_window))
+    middlewares += [problems_middleware, auth_middleware(TokenVerifier.from_settings(settings))]
     app = web.Application(
-        middlewares=[
-            request_context_middleware,
-            problems_middleware,
-            auth_middleware(TokenVerifier.from_settings(settings)),
-        ],
+        middlewares=middlewares,
         client_max_size=settings.max_json_bytes,
     )
     app[SETTINGS] = settings

@@ -73,6 +73,14 @@ class Settings:
         validator=_between(1024, 64 * 1024 * 1024),
         metadata={"doc": "Largest JSON request body accepted; larger bodies get 413."},
     )
+    rate_limit: int = attrs.field(
+        default=6000,
+        validator=_between(0, 10_000_000),
+        metadata={"doc": "Requests per client per window, per process; 0 turns rate limiting off."},
+    )
+    rate_limit_window: float = attrs.field(
+        default=60.0, validator=_between(1, 86400), metadata={"doc": "Length of the rate-limit window in seconds."}
+    )
     # PostgreSQL
     database_url: str | None = attrs.field(
         default=None,
