@@ -20,9 +20,9 @@ log = structlog.get_logger("cinema.db")
 
 def migrations_dir() -> Path:
     """The migrations of a source checkout, else the copy installed inside the package."""
-    checkout = Path(__file__).resolve().parents[2] / "migrations"
-    if checkout.is_dir():
-        return checkout
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "migrations").is_dir():
+        return root / "migrations"
     return Path(str(resources.files("cinema") / "migrations"))
 
 
