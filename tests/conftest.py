@@ -9,10 +9,14 @@ reached is skipped with the reason, or fails when `CINEMA_REQUIRE_SERVICES=1` (C
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -39,12 +43,27 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+@contextlib.contextmanager
+def embedded_data_dir() -> Iterator[Path]:
+    """A data folder for an embedded server, outside pytest's temp tree.
+
+    The embedded server runs as another user when the tests run as root, so it needs the
+    folder's parents to be traversable; pytest resets its own root to mode 0700 whenever a
+    session starts, which would cut off a server started by a concurrent session.
+    """
+    path = Path(tempfile.mkdtemp(prefix="cinema-test-pg-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def with_database(dsn: str, database: str) -> str:
     return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A DSN of a maintenance database on a running server."""
     configured = os.environ.get("CINEMA_TEST_DATABASE_URL")
     if configured:
@@ -54,7 +73,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             service_unavailable(f"PostgreSQL at CINEMA_TEST_DATABASE_URL is unreachable: {exc}")
         yield configured
         return
-    with embedded_postgres(tmp_path_factory.mktemp("pg"), database="postgres") as dsn:
+    with embedded_data_dir() as data_dir, embedded_postgres(data_dir, database="postgres") as dsn:
         yield dsn
 
 

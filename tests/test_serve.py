@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 
 from cinema.app import create_app
 from cinema.settings import Settings
+from tests.conftest import embedded_data_dir
 
 
 def free_port() -> int:
@@ -112,11 +112,12 @@ def test_a_bad_setting_exits_2_naming_the_variable():
     assert b"CINEMA_WORKERS: expected an integer" in result.stderr
 
 
-@pytest.mark.usefixtures("db")
-async def test_without_a_database_url_the_app_runs_on_embedded_postgres(aiohttp_client, tmp_path):
-    client = await aiohttp_client(create_app(Settings(database_url=None, data_dir=tmp_path)))
-    resp = await client.get("/health/ready")
-    assert resp.status == 200
-    created = await client.post("/api/v1/genres", json={"name": "Drama"})
-    assert created.status == 201
-    assert (tmp_path / "postgres" / "PG_VERSION").exists()
+async def test_without_a_database_url_the_app_runs_on_embedded_postgres(aiohttp_client):
+    with embedded_data_dir() as data_dir:
+        client = await aiohttp_client(create_app(Settings(database_url=None, data_dir=data_dir)))
+        resp = await client.get("/health/ready")
+        assert resp.status == 200
+        created = await client.post("/api/v1/genres", json={"name": "Drama"})
+        assert created.status == 201
+        assert (data_dir / "postgres" / "PG_VERSION").exists()
+        await client.close()

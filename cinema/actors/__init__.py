@@ -1,0 +1,1 @@
+"""Actors: long-lived tasks with mailboxes that own the service's resources (see base.py)."""

@@ -1,0 +1,1 @@
+"""Event buses: in-process pub/sub, other instances' commits, and (later) RabbitMQ."""
