@@ -67,6 +67,7 @@ class GetGenre:
 @attrs.frozen
 class CreateGenres:
     items: tuple[GenreCreate, ...]
+    bulk: bool = False  # the client sent an array: errors name the item ("[0].name")
 
 
 @attrs.frozen
@@ -101,8 +102,8 @@ class CatalogActor(Actor):
                 return await self._read(genres.get_genre, genre_id)
             case ListGenres(query=query):
                 return await self._read(genres.list_genres, query)
-            case CreateGenres(items=items):
-                return await self._write(genres.create_genres, items)
+            case CreateGenres(items=items, bulk=bulk):
+                return await self._write(genres.create_genres, items, bulk)
             case PatchGenre(id=genre_id, patch=patch, if_match=if_match):
                 return await self._write(genres.patch_genre, genre_id, patch, if_match)
             case DeleteGenre(id=genre_id, if_match=if_match):

@@ -153,6 +153,13 @@ async def test_bulk_conflict_with_existing_row_names_the_item_and_rolls_back(cli
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE type = 'genre.created'") == 1
 
 
+async def test_bulk_of_one_still_names_the_item(client, db):
+    await create(client, "Crime")
+    await assert_problem(await client.post(f"{BASE}/bulk", json=[{"name": "CRIME"}]), 409, "[0].name")
+    await assert_problem(await client.post(f"{BASE}/bulk", json=[{"name": "X"}]), 422, "[0].name")
+    assert await db.fetchval("SELECT count(*) FROM genres") == 1
+
+
 async def test_bulk_duplicates_within_the_batch_are_409(client, db):
     resp = await client.post(f"{BASE}/bulk", json=[{"name": "Drama"}, {"name": "drama"}])
     await assert_problem(resp, 409, "[1].name")
