@@ -47,8 +47,12 @@ def _number(value: Any, _: type) -> float:
     return float(value)
 
 
+# date.fromisoformat also takes "19700101" and "1970-W01-4" since Python 3.11; the API promises YYYY-MM-DD.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
 def _date(value: Any, _: type) -> dt.date:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise _WrongType("must be a date (YYYY-MM-DD)")
     try:
         return dt.date.fromisoformat(value)
