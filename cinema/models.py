@@ -52,3 +52,36 @@ class GenreCreate:
 class GenrePatch:
     name: str | Unset = attrs.field(default=UNSET, metadata=meta(minLength=2, maxLength=64))
     slug: str | Unset = attrs.field(default=UNSET, metadata=meta(**SLUG))
+
+
+# -- countries ---------------------------------------------------------------------
+
+# Upper case only: a lower-case code is a 422, not silently converted, so a client reads
+# back exactly what it sent. The format is checked, not the assignment list, which changes
+# and has user-assigned codes in real use (XK for Kosovo).
+COUNTRY_CODE = {
+    "pattern": "^[A-Z]{2}$",
+    "description": "ISO 3166-1 alpha-2 code in upper case (lower case is rejected, not converted)",
+}
+
+
+@attrs.frozen
+class Country:
+    id: int
+    code: str
+    slug: str
+    name: str
+
+
+@attrs.frozen
+class CountryCreate:
+    code: str = attrs.field(metadata=meta(**COUNTRY_CODE))
+    name: str = attrs.field(metadata=meta(minLength=2, maxLength=100))
+    slug: str | None = attrs.field(default=None, metadata=meta(**SLUG))
+
+
+@attrs.frozen
+class CountryPatch:
+    code: str | Unset = attrs.field(default=UNSET, metadata=meta(**COUNTRY_CODE))
+    name: str | Unset = attrs.field(default=UNSET, metadata=meta(minLength=2, maxLength=100))
+    slug: str | Unset = attrs.field(default=UNSET, metadata=meta(**SLUG))

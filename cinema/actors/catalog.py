@@ -19,11 +19,11 @@ import structlog
 
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
-from cinema.db import genres
+from cinema.db import countries, genres
 from cinema.db.outbox import NewEvent, append_events
 from cinema.db.pages import PageQuery
 from cinema.errors import DomainError, Unavailable
-from cinema.models import GenreCreate, GenrePatch
+from cinema.models import CountryCreate, CountryPatch, GenreCreate, GenrePatch
 
 log = structlog.get_logger("cinema.catalog")
 
@@ -83,6 +83,35 @@ class DeleteGenre:
     if_match: str | None = None
 
 
+@attrs.frozen
+class ListCountries:
+    query: PageQuery
+
+
+@attrs.frozen
+class GetCountry:
+    id: int
+
+
+@attrs.frozen
+class CreateCountries:
+    items: tuple[CountryCreate, ...]
+    bulk: bool = False
+
+
+@attrs.frozen
+class PatchCountry:
+    id: int
+    patch: CountryPatch
+    if_match: str | None = None
+
+
+@attrs.frozen
+class DeleteCountry:
+    id: int
+    if_match: str | None = None
+
+
 # -- the actor ---------------------------------------------------------------------
 
 
@@ -108,6 +137,16 @@ class CatalogActor(Actor):
                 return await self._write(genres.patch_genre, genre_id, patch, if_match)
             case DeleteGenre(id=genre_id, if_match=if_match):
                 return await self._write(genres.delete_genre, genre_id, if_match)
+            case GetCountry(id=country_id):
+                return await self._read(countries.get_country, country_id)
+            case ListCountries(query=query):
+                return await self._read(countries.list_countries, query)
+            case CreateCountries(items=items, bulk=bulk):
+                return await self._write(countries.create_countries, items, bulk)
+            case PatchCountry(id=country_id, patch=patch, if_match=if_match):
+                return await self._write(countries.patch_country, country_id, patch, if_match)
+            case DeleteCountry(id=country_id, if_match=if_match):
+                return await self._write(countries.delete_country, country_id, if_match)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
             case _:
