@@ -21,7 +21,7 @@ from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import countries, genres, health
+from cinema.http import countries, genres, health, persons
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, POOL, SETTINGS
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
@@ -43,6 +43,7 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
     app.add_routes(countries.routes)
+    app.add_routes(persons.routes)
     return app
 
 

@@ -19,11 +19,11 @@ import structlog
 
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
-from cinema.db import countries, genres
+from cinema.db import countries, genres, persons
 from cinema.db.outbox import NewEvent, append_events
 from cinema.db.pages import PageQuery
 from cinema.errors import DomainError, Unavailable
-from cinema.models import CountryCreate, CountryPatch, GenreCreate, GenrePatch
+from cinema.models import CountryCreate, CountryPatch, GenreCreate, GenrePatch, PersonCreate, PersonPatch
 
 log = structlog.get_logger("cinema.catalog")
 
@@ -112,6 +112,35 @@ class DeleteCountry:
     if_match: str | None = None
 
 
+@attrs.frozen
+class ListPersons:
+    query: PageQuery
+
+
+@attrs.frozen
+class GetPerson:
+    id: int
+
+
+@attrs.frozen
+class CreatePersons:
+    items: tuple[PersonCreate, ...]
+    bulk: bool = False
+
+
+@attrs.frozen
+class PatchPerson:
+    id: int
+    patch: PersonPatch
+    if_match: str | None = None
+
+
+@attrs.frozen
+class DeletePerson:
+    id: int
+    if_match: str | None = None
+
+
 # -- the actor ---------------------------------------------------------------------
 
 
@@ -147,6 +176,16 @@ class CatalogActor(Actor):
                 return await self._write(countries.patch_country, country_id, patch, if_match)
             case DeleteCountry(id=country_id, if_match=if_match):
                 return await self._write(countries.delete_country, country_id, if_match)
+            case GetPerson(id=person_id):
+                return await self._read(persons.get_person, person_id)
+            case ListPersons(query=query):
+                return await self._read(persons.list_persons, query)
+            case CreatePersons(items=items, bulk=bulk):
+                return await self._write(persons.create_persons, items, bulk)
+            case PatchPerson(id=person_id, patch=patch, if_match=if_match):
+                return await self._write(persons.patch_person, person_id, patch, if_match)
+            case DeletePerson(id=person_id, if_match=if_match):
+                return await self._write(persons.delete_person, person_id, if_match)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
             case _:

@@ -20,3 +20,31 @@ async def assert_problem(resp: Any, status: int, field: str | None = None) -> di
     if field is not None:
         assert field in [e["field"] for e in body["errors"]], body
     return body
+
+
+async def walk(client: Any, url: str, *, cursor: str | None = None, **params: str) -> tuple[list[Any], int]:
+    """Every item of a list from `cursor` on (from the start without one), and the number of pages read."""
+    items: list[Any] = []
+    pages = 0
+    while True:
+        resp = await client.get(url, params=params | ({"cursor": cursor} if cursor else {}))
+        assert resp.status == 200, await resp.text()
+        page = await resp.json()
+        if "limit" in params:
+            assert len(page["items"]) <= int(params["limit"])
+        items += page["items"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, pages
+
+
+async def assert_not_modified(client: Any, url: str) -> str:
+    """GET `url` carries a strong ETag and answers 304 (empty) when sent it back; returns the tag."""
+    tag: str = (await client.get(url)).headers["ETag"]
+    assert tag.startswith('"')
+    again = await client.get(url, headers={"If-None-Match": tag})
+    assert again.status == 304
+    assert again.headers["ETag"] == tag
+    assert await again.read() == b""
+    return tag

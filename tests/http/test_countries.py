@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from cinema.http.keys import BUS
-from tests.http.helpers import assert_problem
+from tests.http.helpers import assert_not_modified, assert_problem, walk
 
 BASE = "/api/v1/countries"
 
@@ -147,9 +147,7 @@ async def test_bulk_creates_all_in_order(client):
 
 
 async def test_bulk_with_one_invalid_item_creates_nothing(client, db):
-    resp = await client.post(
-        f"{BASE}/bulk", json=[{"code": "FR", "name": "France"}, {"code": "de", "name": "Germany"}]
-    )
+    resp = await client.post(f"{BASE}/bulk", json=[{"code": "FR", "name": "France"}, {"code": "de", "name": "Germany"}])
     body = await assert_problem(resp, 422, "[1].code")
     assert [e["field"] for e in body["errors"]] == ["[1].code"]
     assert await db.fetchval("SELECT count(*) FROM countries") == 0
@@ -211,11 +209,7 @@ async def test_get_rejects_query_parameters(client):
 
 async def test_if_none_match_gives_304(client):
     country = await create(client, "FR", "France")
-    first = await client.get(f"{BASE}/{country['id']}")
-    tag = first.headers["ETag"]
-    again = await client.get(f"{BASE}/{country['id']}", headers={"If-None-Match": tag})
-    assert again.status == 304
-    assert again.headers["ETag"] == tag
+    tag = await assert_not_modified(client, f"{BASE}/{country['id']}")
     await client.patch(f"{BASE}/{country['id']}", json={"name": "République française"})
     changed = await client.get(f"{BASE}/{country['id']}", headers={"If-None-Match": tag})
     assert changed.status == 200
@@ -225,20 +219,6 @@ async def test_if_none_match_gives_304(client):
 async def seed(client):
     for code, name in [("FR", "France"), ("DE", "Germany"), ("AT", "Austria"), ("JP", "Japan"), ("BR", "Brazil")]:
         await create(client, code, name)
-
-
-async def walk(client, sort, limit=2):
-    values, cursor, pages = [], None, 0
-    while True:
-        params = {"sort": sort, "limit": str(limit)} | ({"cursor": cursor} if cursor else {})
-        resp = await client.get(BASE, params=params)
-        assert resp.status == 200, await resp.text()
-        page = await resp.json()
-        values += page["items"]
-        pages += 1
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return values, pages
 
 
 @pytest.mark.parametrize(
@@ -256,7 +236,7 @@ async def walk(client, sort, limit=2):
 )
 async def test_list_pages_through_every_sort_in_both_directions(client, sort, field, expected):
     await seed(client)
-    items, pages = await walk(client, sort)
+    items, pages = await walk(client, BASE, sort=sort, limit="2")
     assert [c[field] for c in items] == expected
     assert pages == 3
 
@@ -265,17 +245,15 @@ async def test_cursor_is_stable_under_inserts(client):
     await seed(client)
     page = await (await client.get(BASE, params={"sort": "code", "limit": "2"})).json()
     await create(client, "AR", "Argentina")  # before the cursor: not seen, and nothing shifts
-    rest = await (await client.get(BASE, params={"sort": "code", "limit": "10", "cursor": page["next_cursor"]})).json()
-    assert [c["code"] for c in rest["items"]] == ["DE", "FR", "JP"]
+    rest, _ = await walk(client, BASE, cursor=page["next_cursor"], sort="code", limit="2")
+    assert [c["code"] for c in rest] == ["DE", "FR", "JP"]
 
 
 async def test_list_etag_and_304(client):
     await create(client, "FR", "France")
-    first = await client.get(BASE)
-    again = await client.get(BASE, headers={"If-None-Match": first.headers["ETag"]})
-    assert again.status == 304
+    tag = await assert_not_modified(client, BASE)
     await create(client, "DE", "Germany")
-    assert (await client.get(BASE, headers={"If-None-Match": first.headers["ETag"]})).status == 200
+    assert (await client.get(BASE, headers={"If-None-Match": tag})).status == 200
 
 
 @pytest.mark.parametrize(
