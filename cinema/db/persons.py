@@ -27,7 +27,8 @@ SORTS = {
     "id": SortKey("p.id", int),
     "full_name": SortKey("p.full_name", str),
     # Never null, so the keyset comparison holds for persons without a birth date (they come
-    # last ascending); persons_birth_date_idx is on this very expression.
+    # last ascending); persons_birth_date_idx is on this very expression. asyncpg reads
+    # 'infinity' as date.max, which no stored date can be (cinema.convert refuses it).
     "birth_date": SortKey("coalesce(p.birth_date, 'infinity'::date)", dt.date),
     "created_at": SortKey("p.created_at", dt.datetime),
 }

@@ -138,6 +138,8 @@ async def test_death_before_birth_is_422_on_death_date(client, db):
         ({"full_name": "Jean", "birth_date": "17/05/1904"}, "birth_date"),
         ({"full_name": "Jean", "birth_date": 1904}, "birth_date"),
         ({"full_name": "Jean", "death_date": ""}, "death_date"),
+        ({"full_name": "Jean", "birth_date": "9999-12-31"}, "birth_date"),
+        ({"full_name": "Jean", "death_date": "0001-01-01"}, "death_date"),
         ({"full_name": "Jean", "biography": 5}, "biography"),
         ({"full_name": "Jean", "photo_url": "http://example.org/jean.jpg"}, "photo_url"),
         ({"full_name": "Jean", "photo_url": None}, "photo_url"),
@@ -149,6 +151,11 @@ async def test_death_before_birth_is_422_on_death_date(client, db):
 async def test_invalid_bodies_are_422_with_field_errors(client, db, body, field):
     await assert_problem(await client.post(BASE, json=body), 422, field)
     assert await db.fetchval("SELECT count(*) FROM persons") == 0
+
+
+async def test_dates_next_to_the_ends_of_the_range_read_back_as_sent(client):
+    body = await create(client, "Jean", birth_date="0001-01-02", death_date="9999-12-30")
+    assert (body["birth_date"], body["death_date"]) == ("0001-01-02", "9999-12-30")
 
 
 async def test_full_name_of_150_characters_is_accepted(client):
