@@ -63,6 +63,9 @@ def encode_cursor(sort: str, key: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([sort, key, row_id])).decode().rstrip("=")
 
 
+BAD_CURSOR = FieldError("cursor", "is not a cursor of this list with this sort")
+
+
 def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQuery:
     """Parse `limit`, `sort` and `cursor`; anything off is a 400 naming the parameter."""
     errors = []
@@ -80,10 +83,14 @@ def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQ
     if "cursor" in params and not errors:
         after = _decode_cursor(params["cursor"], sort, sorts[sort.removeprefix("-")])
         if after is None:
-            errors.append(FieldError("cursor", "is not a cursor of this list with this sort"))
+            errors.append(BAD_CURSOR)
     if errors:
         raise BadRequest("Invalid query parameters.", errors=errors)
     return PageQuery(sort=sort, limit=limit, after=after)
+
+
+# JSON has no dates: orjson writes date and timestamp keys as ISO 8601 text, read back here.
+_FROM_TEXT: dict[type, Any] = {dt.date: dt.date.fromisoformat, dt.datetime: dt.datetime.fromisoformat}
 
 
 def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | None:
@@ -108,10 +115,6 @@ def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | No
     if isinstance(parsed, dt.datetime) and parsed.tzinfo is None:
         return None  # a timestamptz key is always written with its offset
     return parsed, row_id
-
-
-# JSON has no dates: orjson writes date and timestamp keys as ISO 8601 text, read back here.
-_FROM_TEXT: dict[type, Any] = {dt.date: dt.date.fromisoformat, dt.datetime: dt.datetime.fromisoformat}
 
 
 @lru_cache(maxsize=512)
@@ -156,4 +159,11 @@ async def fetch_page(
     slots; the SQL for each sort and direction is built once.
     """
     sql = _page_sql(template, sorts[query.field].expr, id_expr, query.descending, query.after is not None)
-    return make_page(query, await conn.fetch(sql, *keyset_params(query)))
+    try:
+        rows = await conn.fetch(sql, *keyset_params(query))
+    except asyncpg.DataError:
+        if query.after is None:
+            raise
+        # A forged cursor can hold a key its column cannot take (beyond bigint, a NUL in text).
+        raise BadRequest("Invalid query parameters.", errors=[BAD_CURSOR]) from None
+    return make_page(query, rows)

@@ -341,6 +341,11 @@ def cursor(*parts):
         ({"sort": "created_at", "cursor": cursor("created_at", "2020-01-01T00:00:00", 1)}, "cursor"),
         ({"sort": "created_at", "cursor": cursor("created_at", "yesterday", 1)}, "cursor"),
         ({"sort": "id", "cursor": cursor("id", "1", 1)}, "cursor"),
+        # keys the column cannot take: still the client's 400, never a 500
+        ({"sort": "id", "cursor": cursor("id", 2**63, 1)}, "cursor"),
+        ({"sort": "id", "cursor": cursor("id", 1, 2**63)}, "cursor"),
+        ({"sort": "full_name", "cursor": cursor("full_name", "a\x00b", 1)}, "cursor"),
+        ({"sort": "created_at", "cursor": cursor("created_at", "0001-01-01T00:00:00+01:00", 1)}, "cursor"),
         ({"name": "Jean"}, "name"),
     ],
 )
