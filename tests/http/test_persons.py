@@ -258,11 +258,6 @@ async def test_if_none_match_gives_304(client):
     assert (await client.get(f"{BASE}/{person['id']}", headers={"If-None-Match": tag})).status == 200
 
 
-async def test_credits_are_not_served_here(client):
-    person = await create(client, "Jean Gabin")
-    assert (await client.get(f"{BASE}/{person['id']}/credits")).status == 404
-
-
 # Birth dates with ties and nulls, so that pages break inside runs of equal keys and nulls.
 BIRTHS = [None, "1920-02-29", None, "1904-05-17", "1920-02-29", None, "1890-01-01", "1920-02-29", None]
 
