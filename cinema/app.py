@@ -24,7 +24,7 @@ from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import changes, genres, health
+from cinema.http import changes, countries, genres, health, persons
 from cinema.http.auth import TokenVerifier, auth_middleware
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
 from cinema.http.middlewares import request_context_middleware
@@ -53,6 +53,8 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
+    app.add_routes(countries.routes)
+    app.add_routes(persons.routes)
     app.add_routes(changes.routes)
     return app
 

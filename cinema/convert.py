@@ -46,13 +46,21 @@ def _number(value: Any, _: type) -> float:
     return float(value)
 
 
+# date.fromisoformat also takes "19700101" and "1970-W01-4" since Python 3.11; the API promises YYYY-MM-DD.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
 def _date(value: Any, _: type) -> dt.date:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise _WrongType("must be a date (YYYY-MM-DD)")
     try:
-        return dt.date.fromisoformat(value)
+        date = dt.date.fromisoformat(value)
     except ValueError:
         raise _WrongType("must be a date (YYYY-MM-DD)") from None
+    # asyncpg sends date.min and date.max as -infinity and infinity: the client would read those back.
+    if date in (dt.date.min, dt.date.max):
+        raise _WrongType("must be a date after 0001-01-01 and before 9999-12-31")
+    return date
 
 
 converter.register_structure_hook(str, _strict(str, "a string"))

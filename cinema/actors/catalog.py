@@ -19,11 +19,11 @@ import structlog
 
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
-from cinema.db import genres
+from cinema.db import countries, genres, persons
 from cinema.db.outbox import NewEvent, append_events, list_changes
 from cinema.db.pages import PageQuery
 from cinema.errors import DomainError, Unavailable
-from cinema.models import GenreCreate, GenrePatch
+from cinema.models import CountryCreate, CountryPatch, GenreCreate, GenrePatch, PersonCreate, PersonPatch
 
 log = structlog.get_logger("cinema.catalog")
 
@@ -73,6 +73,7 @@ class GetGenre:
 @attrs.frozen
 class CreateGenres:
     items: tuple[GenreCreate, ...]
+    bulk: bool = False  # the client sent an array: errors name the item ("[0].name")
 
 
 @attrs.frozen
@@ -84,6 +85,64 @@ class PatchGenre:
 
 @attrs.frozen
 class DeleteGenre:
+    id: int
+    if_match: str | None = None
+
+
+@attrs.frozen
+class ListCountries:
+    query: PageQuery
+
+
+@attrs.frozen
+class GetCountry:
+    id: int
+
+
+@attrs.frozen
+class CreateCountries:
+    items: tuple[CountryCreate, ...]
+    bulk: bool = False
+
+
+@attrs.frozen
+class PatchCountry:
+    id: int
+    patch: CountryPatch
+    if_match: str | None = None
+
+
+@attrs.frozen
+class DeleteCountry:
+    id: int
+    if_match: str | None = None
+
+
+@attrs.frozen
+class ListPersons:
+    query: PageQuery
+
+
+@attrs.frozen
+class GetPerson:
+    id: int
+
+
+@attrs.frozen
+class CreatePersons:
+    items: tuple[PersonCreate, ...]
+    bulk: bool = False
+
+
+@attrs.frozen
+class PatchPerson:
+    id: int
+    patch: PersonPatch
+    if_match: str | None = None
+
+
+@attrs.frozen
+class DeletePerson:
     id: int
     if_match: str | None = None
 
@@ -108,12 +167,32 @@ class CatalogActor(Actor):
                 return await self._read(genres.get_genre, genre_id)
             case ListGenres(query=query):
                 return await self._read(genres.list_genres, query)
-            case CreateGenres(items=items):
-                return await self._write(genres.create_genres, items)
+            case CreateGenres(items=items, bulk=bulk):
+                return await self._write(genres.create_genres, items, bulk)
             case PatchGenre(id=genre_id, patch=patch, if_match=if_match):
                 return await self._write(genres.patch_genre, genre_id, patch, if_match)
             case DeleteGenre(id=genre_id, if_match=if_match):
                 return await self._write(genres.delete_genre, genre_id, if_match)
+            case GetCountry(id=country_id):
+                return await self._read(countries.get_country, country_id)
+            case ListCountries(query=query):
+                return await self._read(countries.list_countries, query)
+            case CreateCountries(items=items, bulk=bulk):
+                return await self._write(countries.create_countries, items, bulk)
+            case PatchCountry(id=country_id, patch=patch, if_match=if_match):
+                return await self._write(countries.patch_country, country_id, patch, if_match)
+            case DeleteCountry(id=country_id, if_match=if_match):
+                return await self._write(countries.delete_country, country_id, if_match)
+            case GetPerson(id=person_id):
+                return await self._read(persons.get_person, person_id)
+            case ListPersons(query=query):
+                return await self._read(persons.list_persons, query)
+            case CreatePersons(items=items, bulk=bulk):
+                return await self._write(persons.create_persons, items, bulk)
+            case PatchPerson(id=person_id, patch=patch, if_match=if_match):
+                return await self._write(persons.patch_person, person_id, patch, if_match)
+            case DeletePerson(id=person_id, if_match=if_match):
+                return await self._write(persons.delete_person, person_id, if_match)
             case ListChanges(after=after, limit=limit):
                 return await self._read(list_changes, after, limit)
             case CheckReady(expected=expected):

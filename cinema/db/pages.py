@@ -4,16 +4,22 @@ A page is read with `WHERE (sort_key, id) > (last_key, last_id) ORDER BY sort_ke
 which an index on the sort key serves at any depth, and which stays stable when rows are
 inserted meanwhile (an offset would shift). The cursor is opaque to clients: base64url of
 `[sort, key, id]` for the last row, so it carries the sort it was made for.
+
+A nullable column sorts through a key expression that never is null
+(`coalesce(birth_date, 'infinity')`), with an index on that expression: a row
+comparison with a null in it is null, so rows with a null key would be skipped.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+import asyncpg
 import attrs
 import orjson
 
@@ -22,7 +28,7 @@ from cinema.errors import BadRequest, FieldError
 
 @attrs.frozen
 class SortKey:
-    """A sortable field: its SQL expression and the Python type of its cursor value."""
+    """A sortable field: its SQL expression and the Python type of its values (int, str, date, datetime)."""
 
     expr: str
     type: type
@@ -57,6 +63,9 @@ def encode_cursor(sort: str, key: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([sort, key, row_id])).decode().rstrip("=")
 
 
+BAD_CURSOR = FieldError("cursor", "is not a cursor of this list with this sort")
+
+
 def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQuery:
     """Parse `limit`, `sort` and `cursor`; anything off is a 400 naming the parameter."""
     errors = []
@@ -74,10 +83,14 @@ def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQ
     if "cursor" in params and not errors:
         after = _decode_cursor(params["cursor"], sort, sorts[sort.removeprefix("-")])
         if after is None:
-            errors.append(FieldError("cursor", "is not a cursor of this list with this sort"))
+            errors.append(BAD_CURSOR)
     if errors:
         raise BadRequest("Invalid query parameters.", errors=errors)
     return PageQuery(sort=sort, limit=limit, after=after)
+
+
+# JSON has no dates: orjson writes date and timestamp keys as ISO 8601 text, read back here.
+_FROM_TEXT: dict[type, Any] = {dt.date: dt.date.fromisoformat, dt.datetime: dt.datetime.fromisoformat}
 
 
 def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | None:
@@ -88,9 +101,20 @@ def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | No
     if not (isinstance(decoded, list) and len(decoded) == 3 and decoded[0] == sort):
         return None
     value, row_id = decoded[1], decoded[2]
-    if type(row_id) is not int or (value is not None and type(value) is not key.type):
+    if type(row_id) is not int:
         return None
-    return value, row_id
+    if value is None or type(value) is key.type:
+        return value, row_id
+    parse = _FROM_TEXT.get(key.type)
+    if parse is None or type(value) is not str:
+        return None
+    try:
+        parsed = parse(value)
+    except ValueError:
+        return None
+    if isinstance(parsed, dt.datetime) and parsed.tzinfo is None:
+        return None  # a timestamptz key is always written with its offset
+    return parsed, row_id
 
 
 @lru_cache(maxsize=512)
@@ -118,3 +142,28 @@ def make_page(query: PageQuery, rows: Sequence[Sequence[Any]]) -> Page:
         return Page(items, None)
     last = rows[query.limit - 1]
     return Page(items, encode_cursor(query.sort, last[0], last[1]))
+
+
+@lru_cache(maxsize=512)
+def _page_sql(template: str, expr: str, id_expr: str, descending: bool, has_cursor: bool) -> str:
+    where, order = keyset_clauses(expr, id_expr, descending, has_cursor, 1)
+    return template.format(key=expr, where=where, order=order)
+
+
+async def fetch_page(
+    conn: asyncpg.Connection, template: str, sorts: Mapping[str, SortKey], id_expr: str, query: PageQuery
+) -> Page:
+    """Run a list query for one page.
+
+    `template` selects `{key} AS key, <id>, <document>` and has `{where}` and `{order}`
+    slots; the SQL for each sort and direction is built once.
+    """
+    sql = _page_sql(template, sorts[query.field].expr, id_expr, query.descending, query.after is not None)
+    try:
+        rows = await conn.fetch(sql, *keyset_params(query))
+    except asyncpg.DataError:
+        if query.after is None:
+            raise
+        # A forged cursor can hold a key its column cannot take (beyond bigint, a NUL in text).
+        raise BadRequest("Invalid query parameters.", errors=[BAD_CURSOR]) from None
+    return make_page(query, rows)

@@ -8,7 +8,7 @@ from cinema.actors.catalog import CreateGenres, DeleteGenre, GetGenre, ListGenre
 from cinema.convert import structure, structure_bulk
 from cinema.db.genres import SORTS
 from cinema.db.pages import page_query
-from cinema.http.io import json_response, path_id, read_json, reject_unknown
+from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
 from cinema.models import Genre, GenreCreate, GenrePatch
@@ -62,9 +62,8 @@ async def create_genre(request: web.Request) -> web.Response:
 )
 async def create_genres(request: web.Request) -> web.Response:
     items = structure_bulk(await read_json(request), GenreCreate)
-    created = await request.app[CATALOG].ask(CreateGenres(tuple(items)))
-    body = b'{"items":[' + ",".join(doc for _, doc in created).encode() + b"]}"
-    return json_response(request, body, status=201)
+    created = await request.app[CATALOG].ask(CreateGenres(tuple(items), bulk=True))
+    return json_response(request, items_body(doc for _, doc in created), status=201)
 
 
 @routes.patch(BASE + r"/{id:\d+}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -61,3 +61,8 @@ def json_response(
     response = web.Response(body=body, status=status, content_type=JSON, headers=headers)
     response.headers["ETag"] = tag
     return response
+
+
+def items_body(docs: Iterable[str]) -> bytes:
+    """`{"items": [...]}` around JSON documents that PostgreSQL already rendered."""
+    return b'{"items":[' + ",".join(docs).encode() + b"]}"

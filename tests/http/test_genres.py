@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from cinema.http.keys import BUS, SETTINGS
-from cinema.http.problems import PROBLEM_JSON
+from tests.http.helpers import assert_problem
 
 BASE = "/api/v1/genres"
 
@@ -18,20 +18,6 @@ async def create(client, name, **fields):
     resp = await client.post(BASE, json={"name": name, **fields})
     assert resp.status == 201, await resp.text()
     return await resp.json()
-
-
-async def assert_problem(resp, status, field=None):
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == PROBLEM_JSON
-    body = await resp.json()
-    assert body["status"] == status
-    assert body["type"].startswith("/problems/")
-    assert body["title"]
-    assert body["detail"]
-    assert body["instance"] == resp.url.path
-    if field is not None:
-        assert field in [e["field"] for e in body["errors"]], body
-    return body
 
 
 # -- create --------------------------------------------------------------------------
@@ -151,6 +137,13 @@ async def test_bulk_conflict_with_existing_row_names_the_item_and_rolls_back(cli
     await assert_problem(resp, 409, "[2].name")
     assert await db.fetchval("SELECT count(*) FROM genres") == 1
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE type = 'genre.created'") == 1
+
+
+async def test_bulk_of_one_still_names_the_item(client, db):
+    await create(client, "Crime")
+    await assert_problem(await client.post(f"{BASE}/bulk", json=[{"name": "CRIME"}]), 409, "[0].name")
+    await assert_problem(await client.post(f"{BASE}/bulk", json=[{"name": "X"}]), 422, "[0].name")
+    assert await db.fetchval("SELECT count(*) FROM genres") == 1
 
 
 async def test_bulk_duplicates_within_the_batch_are_409(client, db):

@@ -1,0 +1,96 @@
+"""/api/v1/countries: list, get, create, bulk create, patch, delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cinema.actors.catalog import CreateCountries, DeleteCountry, GetCountry, ListCountries, PatchCountry
+from cinema.convert import structure, structure_bulk
+from cinema.db.countries import SORTS
+from cinema.db.pages import page_query
+from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
+from cinema.http.keys import CATALOG
+from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
+from cinema.models import Country, CountryCreate, CountryPatch
+
+routes = web.RouteTableDef()
+
+BASE = "/api/v1/countries"
+LIST_PARAMS = ("limit", "sort", "cursor")
+TAG = "countries"
+
+
+@routes.get(BASE)
+@describe(
+    "List countries",
+    tag=TAG,
+    response=PageOf(Country),
+    query=(*PAGE_PARAMS, sort_param(tuple(SORTS))),
+    errors=(400,),
+    conditional=True,
+)
+async def list_countries(request: web.Request) -> web.Response:
+    reject_unknown(request.query, LIST_PARAMS)
+    page = await request.app[CATALOG].ask(ListCountries(page_query(request.query, SORTS)))
+    return json_response(request, page.render())
+
+
+@routes.get(BASE + r"/{id:\d+}")
+@describe("Get a country", tag=TAG, response=Country, errors=(404,), conditional=True)
+async def get_country(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ())
+    doc = await request.app[CATALOG].ask(GetCountry(path_id(request)))
+    return json_response(request, doc.encode())
+
+
+@routes.post(BASE)
+@describe(
+    "Create a country (code in upper case, e.g. FR: lower case is a 422, not converted)",
+    tag=TAG,
+    body=CountryCreate,
+    response=Country,
+    status=201,
+    errors=(409, 422),
+)
+async def create_country(request: web.Request) -> web.Response:
+    item = structure(await read_json(request), CountryCreate)
+    [(country_id, doc)] = await request.app[CATALOG].ask(CreateCountries((item,)))
+    return json_response(request, doc.encode(), status=201, headers={"Location": f"{BASE}/{country_id}"})
+
+
+@routes.post(BASE + "/bulk")
+@describe(
+    "Create up to 1000 countries, all or none",
+    tag=TAG,
+    body=ListOf(CountryCreate),
+    response=ListOf(Country),
+    status=201,
+    errors=(409, 422),
+)
+async def create_countries(request: web.Request) -> web.Response:
+    items = structure_bulk(await read_json(request), CountryCreate)
+    created = await request.app[CATALOG].ask(CreateCountries(tuple(items), bulk=True))
+    return json_response(request, items_body(doc for _, doc in created), status=201)
+
+
+@routes.patch(BASE + r"/{id:\d+}")
+@describe(
+    "Change a country (code in upper case)",
+    tag=TAG,
+    body=CountryPatch,
+    response=Country,
+    errors=(404, 409, 412, 422),
+    conditional=True,
+)
+async def patch_country(request: web.Request) -> web.Response:
+    country_id = path_id(request)
+    patch = structure(await read_json(request), CountryPatch)
+    doc = await request.app[CATALOG].ask(PatchCountry(country_id, patch, request.headers.get("If-Match")))
+    return json_response(request, doc.encode())
+
+
+@routes.delete(BASE + r"/{id:\d+}")
+@describe("Delete a country (it leaves its movies)", tag=TAG, status=204, errors=(404, 412), conditional=True)
+async def delete_country(request: web.Request) -> web.Response:
+    await request.app[CATALOG].ask(DeleteCountry(path_id(request), request.headers.get("If-Match")))
+    return web.Response(status=204)

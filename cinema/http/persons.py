@@ -1,0 +1,106 @@
+"""/api/v1/persons: list, get, create, bulk create, patch, delete.
+
+`photo_url` is read-only here (the photo upload sets it): a body that sends it is a 422 on
+that field. Filmographies (`/persons/{id}/credits`) live with the credits.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cinema.actors.catalog import CreatePersons, DeletePerson, GetPerson, ListPersons, PatchPerson
+from cinema.convert import structure, structure_bulk
+from cinema.db.pages import page_query
+from cinema.db.persons import SORTS
+from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
+from cinema.http.keys import CATALOG
+from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
+from cinema.models import Person, PersonCreate, PersonPatch
+
+routes = web.RouteTableDef()
+
+BASE = "/api/v1/persons"
+LIST_PARAMS = ("limit", "sort", "cursor")
+TAG = "persons"
+
+
+@routes.get(BASE)
+@describe(
+    "List persons (without a birth date they sort last by birth_date, first by -birth_date)",
+    tag=TAG,
+    response=PageOf(Person),
+    query=(*PAGE_PARAMS, sort_param(tuple(SORTS))),
+    errors=(400,),
+    conditional=True,
+)
+async def list_persons(request: web.Request) -> web.Response:
+    reject_unknown(request.query, LIST_PARAMS)
+    page = await request.app[CATALOG].ask(ListPersons(page_query(request.query, SORTS)))
+    return json_response(request, page.render())
+
+
+@routes.get(BASE + r"/{id:\d+}")
+@describe("Get a person", tag=TAG, response=Person, errors=(404,), conditional=True)
+async def get_person(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ())
+    doc = await request.app[CATALOG].ask(GetPerson(path_id(request)))
+    return json_response(request, doc.encode())
+
+
+@routes.post(BASE)
+@describe(
+    "Create a person (photo_url is read-only: upload a photo instead)",
+    tag=TAG,
+    body=PersonCreate,
+    response=Person,
+    status=201,
+    errors=(409, 422),
+)
+async def create_person(request: web.Request) -> web.Response:
+    item = structure(await read_json(request), PersonCreate)
+    [(person_id, doc)] = await request.app[CATALOG].ask(CreatePersons((item,)))
+    return json_response(request, doc.encode(), status=201, headers={"Location": f"{BASE}/{person_id}"})
+
+
+@routes.post(BASE + "/bulk")
+@describe(
+    "Create up to 1000 persons, all or none",
+    tag=TAG,
+    body=ListOf(PersonCreate),
+    response=ListOf(Person),
+    status=201,
+    errors=(409, 422),
+)
+async def create_persons(request: web.Request) -> web.Response:
+    items = structure_bulk(await read_json(request), PersonCreate)
+    created = await request.app[CATALOG].ask(CreatePersons(tuple(items), bulk=True))
+    return json_response(request, items_body(doc for _, doc in created), status=201)
+
+
+@routes.patch(BASE + r"/{id:\d+}")
+@describe(
+    "Change a person (death_date is checked against the stored birth_date and the other way round)",
+    tag=TAG,
+    body=PersonPatch,
+    response=Person,
+    errors=(404, 409, 412, 422),
+    conditional=True,
+)
+async def patch_person(request: web.Request) -> web.Response:
+    person_id = path_id(request)
+    patch = structure(await read_json(request), PersonPatch)
+    doc = await request.app[CATALOG].ask(PatchPerson(person_id, patch, request.headers.get("If-Match")))
+    return json_response(request, doc.encode())
+
+
+@routes.delete(BASE + r"/{id:\d+}")
+@describe(
+    "Delete a person who has no credits (409 saying how many otherwise)",
+    tag=TAG,
+    status=204,
+    errors=(404, 409, 412),
+    conditional=True,
+)
+async def delete_person(request: web.Request) -> web.Response:
+    await request.app[CATALOG].ask(DeletePerson(path_id(request), request.headers.get("If-Match")))
+    return web.Response(status=204)

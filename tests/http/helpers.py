@@ -1,0 +1,50 @@
+"""Assertions the endpoint tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cinema.http.problems import PROBLEM_JSON
+
+
+async def assert_problem(resp: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem with this status (and a field error on `field`); returns its body."""
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == PROBLEM_JSON
+    body = await resp.json()
+    assert body["status"] == status
+    assert body["type"].startswith("/problems/")
+    assert body["title"]
+    assert body["detail"]
+    assert body["instance"] == resp.url.path
+    if field is not None:
+        assert field in [e["field"] for e in body["errors"]], body
+    return body
+
+
+async def walk(client: Any, url: str, *, cursor: str | None = None, **params: str) -> tuple[list[Any], int]:
+    """Every item of a list from `cursor` on (from the start without one), and the number of pages read."""
+    items: list[Any] = []
+    pages = 0
+    while True:
+        resp = await client.get(url, params=params | ({"cursor": cursor} if cursor else {}))
+        assert resp.status == 200, await resp.text()
+        page = await resp.json()
+        if "limit" in params:
+            assert len(page["items"]) <= int(params["limit"])
+        items += page["items"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, pages
+
+
+async def assert_not_modified(client: Any, url: str) -> str:
+    """GET `url` carries a strong ETag and answers 304 (empty) when sent it back; returns the tag."""
+    tag: str = (await client.get(url)).headers["ETag"]
+    assert tag.startswith('"')
+    again = await client.get(url, headers={"If-None-Match": tag})
+    assert again.status == 304
+    assert again.headers["ETag"] == tag
+    assert await again.read() == b""
+    return tag
