@@ -4,7 +4,8 @@ Each resource is one async-generator `cleanup_ctx`; aiohttp runs them in order a
 and unwinds them in reverse at shutdown, so a start-up that fails half-way stops exactly
 what had started.
 
-    database (embedded server when CINEMA_DATABASE_URL is unset) -> migrations -> pool -> actors
+    OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset) -> migrations
+    -> pool -> actors
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import genres, health
+from cinema.http import genres, health, openapi
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, POOL, SETTINGS
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
@@ -37,11 +38,13 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app[SETTINGS] = settings
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())
+    app.cleanup_ctx.append(openapi.document_ctx)  # first: an undocumented route fails before anything starts
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
+    app.add_routes(openapi.routes)
     return app
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
+from cinema.etags import Tagged
 from cinema.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +18,4 @@ BUS = web.AppKey("bus", LocalBus)
 ACTORS = web.AppKey("actors", ActorSystem)
 CATALOG = web.AppKey("catalog", CatalogActor)
 MIGRATIONS = web.AppKey("migrations", tuple)  # ids of the migrations this code expects
+OPENAPI = web.AppKey("openapi", Tagged)  # the OpenAPI document, generated at start-up
