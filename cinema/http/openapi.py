@@ -50,7 +50,8 @@ TAG = "docs"
 INFO_DESCRIPTION = """\
 The cinema catalog: movies, people, genres and countries.
 
-- Bodies are JSON (UTF-8); ids are integers; timestamps are RFC 3339 in UTC.
+- Bodies are JSON (UTF-8); ids are integers; timestamps are RFC 3339 in UTC. Text may hold any character
+  but U+0000 (NUL), and integers fit in 64 bits: other values are a 422.
 - Lists are keyset-paginated: `limit` (1..100), `sort` (`field`, or `-field` to descend) and the opaque
   `cursor` taken from the previous page's `next_cursor` (`null` on the last page).
 - Reads return a strong `ETag` (`If-None-Match` gives 304); `PATCH` and `DELETE` honour `If-Match` (412 when
@@ -80,7 +81,7 @@ async def document_ctx(app: web.Application) -> AsyncIterator[None]:
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     bool: {"type": "boolean"},
-    int: {"type": "integer"},
+    int: {"type": "integer", "format": "int64"},  # cinema.convert refuses wider integers
     float: {"type": "number"},
     str: {"type": "string"},
     dt.date: {"type": "string", "format": "date"},

@@ -219,7 +219,7 @@ def test_attrs_types_map_to_json_schema():
     document = build_document(app_with(body=Everything, response=PageOf(Everything)))
     schemas = document["components"]["schemas"]
     props = schemas["Everything"]["properties"]
-    assert props["count"] == {"type": "integer"}
+    assert props["count"] == {"type": "integer", "format": "int64"}
     assert props["ratio"] == {"type": "number"}
     assert props["flag"] == {"type": "boolean"}
     assert props["day"] == {"type": "string", "format": "date"}
@@ -227,7 +227,7 @@ def test_attrs_types_map_to_json_schema():
     assert props["tags"] == {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 3}
     assert props["pair"] == {
         "type": "array",
-        "prefixItems": [{"type": "integer"}, {"type": "string"}],
+        "prefixItems": [{"type": "integer", "format": "int64"}, {"type": "string"}],
         "minItems": 2,
         "maxItems": 2,
     }
@@ -237,8 +237,8 @@ def test_attrs_types_map_to_json_schema():
     assert props["colour"] == {"enum": ["red", "blue"]}
     assert props["rating"] == {"anyOf": [{"enum": ["G", "PG"]}, {"type": "null"}], "default": None}
     assert props["note"] == {"type": ["string", "null"]}
-    assert props["size"] == {"type": "integer", "minimum": 1}
-    assert props["labels"] == {"type": "object", "additionalProperties": {"type": "integer"}}
+    assert props["size"] == {"type": "integer", "format": "int64", "minimum": 1}
+    assert props["labels"] == {"type": "object", "additionalProperties": {"type": "integer", "format": "int64"}}
     assert schemas["Everything"]["required"] == [
         "count",
         "ratio",
