@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import orjson
@@ -18,6 +19,7 @@ log = structlog.get_logger("cinema.http")
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
+_PATH_SAFE = "/:@!$&'()*+,;="  # RFC 3986 pchar, kept as they are
 
 
 @attrs.frozen
@@ -130,7 +132,7 @@ def problem(
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.path,
+        "instance": quote(request.path, safe=_PATH_SAFE),  # a URI reference, so non-ASCII is percent-encoded
     }
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]

@@ -381,6 +381,13 @@ async def test_framework_errors_use_the_types_title(client):
     assert "GET" in resp.headers["Allow"]
 
 
+async def test_problem_instance_is_a_uri_reference_even_for_non_ascii_paths(client):
+    resp = await client.get("/api/v1/genres/%C3%A27 x")
+    body = await resp.json()
+    assert body["instance"] == "/api/v1/genres/%C3%A27%20x"
+    assert body["detail"] == "No resource at /api/v1/genres/â7 x."
+
+
 # -- the viewer -----------------------------------------------------------------------
 
 
