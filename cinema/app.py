@@ -4,8 +4,8 @@ Each resource is one async-generator `cleanup_ctx`; aiohttp runs them in order a
 and unwinds them in reverse at shutdown, so a start-up that fails half-way stops exactly
 what had started.
 
-    database (embedded server when CINEMA_DATABASE_URL is unset) -> migrations -> pool
-    -> remote events (other instances' commits onto the local bus) -> actors
+    OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
+    -> migrations -> pool -> remote events (other instances' commits onto the local bus) -> actors
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import changes, countries, genres, health, persons
+from cinema.http import changes, countries, genres, health, openapi, persons
 from cinema.http.auth import TokenVerifier, auth_middleware
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
 from cinema.http.middlewares import request_context_middleware
@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())
     app[ORIGIN] = secrets.token_hex(8)
+    app.cleanup_ctx.append(openapi.document_ctx)  # first: an undocumented route fails before anything starts
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(remote_events_ctx)
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.add_routes(countries.routes)
     app.add_routes(persons.routes)
     app.add_routes(changes.routes)
+    app.add_routes(openapi.routes)
     return app
 
 

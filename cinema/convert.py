@@ -40,6 +40,27 @@ def _strict(kind: type, name: str) -> Callable[[Any, type], Any]:
     return structure
 
 
+# PostgreSQL stores neither text with U+0000 nor integers past 64 bits: such values are a
+# field error here, not a database error (a 500) later.
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _text(value: Any, _: type) -> str:
+    if type(value) is not str:
+        raise _WrongType("must be a string")
+    if "\x00" in value:
+        raise _WrongType("must not contain the NUL character (U+0000)")
+    return value
+
+
+def _integer(value: Any, _: type) -> int:
+    if type(value) is not int:
+        raise _WrongType("must be an integer")
+    if not INT64[0] <= value <= INT64[1]:
+        raise _WrongType("must be a 64-bit integer")
+    return value
+
+
 def _number(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _WrongType("must be a number")
@@ -63,8 +84,8 @@ def _date(value: Any, _: type) -> dt.date:
     return date
 
 
-converter.register_structure_hook(str, _strict(str, "a string"))
-converter.register_structure_hook(int, _strict(int, "an integer"))
+converter.register_structure_hook(str, _text)
+converter.register_structure_hook(int, _integer)
 converter.register_structure_hook(bool, _strict(bool, "true or false"))
 converter.register_structure_hook(float, _number)
 converter.register_structure_hook(dt.date, _date)

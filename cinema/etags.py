@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
+import attrs
+
 from cinema.errors import PreconditionFailed
 
 
 def etag(body: bytes) -> str:
     return '"' + blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+@attrs.frozen
+class Tagged:
+    """Bytes made once and served many times (the OpenAPI document, the docs' assets), with their tag."""
+
+    body: bytes
+    tag: str
+
+    @classmethod
+    def of(cls, body: bytes) -> Tagged:
+        return cls(body, etag(body))
 
 
 def parse_tags(header: str) -> frozenset[str] | None:

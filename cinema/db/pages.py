@@ -72,7 +72,7 @@ def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQ
     limit = 20
     raw_limit = params.get("limit")
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 100:  # not "²"
             errors.append(FieldError("limit", "must be an integer from 1 to 100"))
         else:
             limit = int(raw_limit)
@@ -103,6 +103,8 @@ def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | No
     value, row_id = decoded[1], decoded[2]
     if type(row_id) is not int:
         return None
+    if not (_storable(value) and _storable(row_id)):
+        return None
     if value is None or type(value) is key.type:
         return value, row_id
     parse = _FROM_TEXT.get(key.type)
@@ -115,6 +117,15 @@ def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | No
     if isinstance(parsed, dt.datetime) and parsed.tzinfo is None:
         return None  # a timestamptz key is always written with its offset
     return parsed, row_id
+
+
+def _storable(value: Any) -> bool:
+    """Whether PostgreSQL accepts the value as a parameter (a forged cursor could hold any JSON)."""
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, str):
+        return "\x00" not in value
+    return True
 
 
 @lru_cache(maxsize=512)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 import orjson
 from aiohttp import web
@@ -29,10 +28,12 @@ def encode_position(seq: int) -> str:
 def decode_position(cursor: str) -> int | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, non-ASCII input and bad UTF-8 are all ValueErrors
         return None
     prefix, _, seq = text.partition(":")
-    return int(seq) if prefix == "changes" and seq.isdigit() else None
+    if prefix != "changes" or not (seq.isascii() and seq.isdigit()) or int(seq) >= 2**63:
+        return None
+    return int(seq)
 
 
 @routes.get("/api/v1/changes")
@@ -54,7 +55,7 @@ async def list_changes(request: web.Request) -> web.Response:
         else:
             after = position
     raw_limit = request.query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 1000:
         errors.append(FieldError("limit", "must be an integer from 1 to 1000"))
     if errors:
         raise BadRequest("Invalid query parameters.", errors=errors)

@@ -7,18 +7,42 @@ from aiohttp import web
 
 from cinema.actors.catalog import CheckReady
 from cinema.errors import Unavailable
+from cinema.http.io import JSON
 from cinema.http.keys import CATALOG, MIGRATIONS
+from cinema.http.spec import Raw, describe
 
 routes = web.RouteTableDef()
 
+TAG = "health"
+LIVE = Raw((JSON,), {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}})
+READY = Raw(
+    (JSON,),
+    {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"const": "ready"},
+            "checks": {
+                "type": "object",
+                "required": ["database", "migrations"],
+                "properties": {"database": {"const": "ok"}, "migrations": {"const": "ok"}},
+            },
+        },
+    },
+)
+
 
 @routes.get("/health/live")
+@describe("Liveness: the process answers", tag=TAG, response=LIVE)
 async def live(request: web.Request) -> web.Response:
+    """Touches no dependency: a failure means the process should be restarted."""
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/health/ready")
+@describe("Readiness: the database answers and its schema is current", tag=TAG, response=READY)
 async def ready(request: web.Request) -> web.Response:
+    """503 (with `Retry-After`) while the database is unreachable or migrations are pending: send no traffic yet."""
     missing = await request.app[CATALOG].ask(CheckReady(request.app[MIGRATIONS]), timeout=5)
     if missing:
         raise Unavailable(f"Migrations not applied yet: {', '.join(missing)}.", retry_after=5)

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from cinema.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
-from cinema.etags import etag, parse_tags
+from cinema.etags import Tagged, etag, parse_tags
 from cinema.http.keys import SETTINGS
 
 JSON = "application/json"
@@ -52,12 +52,8 @@ def json_response(
 ) -> web.Response:
     """A JSON response with a strong ETag; 304 when the client's If-None-Match already has it."""
     tag = etag(body)
-    if status == 200 and request.method in ("GET", "HEAD"):
-        if_none_match = request.headers.get("If-None-Match")
-        if if_none_match is not None:
-            tags = parse_tags(if_none_match)
-            if tags is None or tag in tags:
-                return web.Response(status=304, headers={"ETag": tag})
+    if status == 200 and _not_modified(request, tag):
+        return web.Response(status=304, headers={"ETag": tag})
     response = web.Response(body=body, status=status, content_type=JSON, headers=headers)
     response.headers["ETag"] = tag
     return response
@@ -66,3 +62,25 @@ def json_response(
 def items_body(docs: Iterable[str]) -> bytes:
     """`{"items": [...]}` around JSON documents that PostgreSQL already rendered."""
     return b'{"items":[' + ",".join(docs).encode() + b"]}"
+
+
+def tagged_response(
+    request: web.Request, tagged: Tagged, content_type: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A 200 of bytes whose tag was computed once; 304 when If-None-Match already has it.
+
+    `content_type` is the whole header value, parameters included (`text/html; charset=utf-8`).
+    """
+    if _not_modified(request, tagged.tag):
+        return web.Response(status=304, headers={**(headers or {}), "ETag": tagged.tag})
+    return web.Response(body=tagged.body, headers={**(headers or {}), "Content-Type": content_type, "ETag": tagged.tag})
+
+
+def _not_modified(request: web.Request, tag: str) -> bool:
+    if request.method not in ("GET", "HEAD"):
+        return False
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is None:
+        return False
+    tags = parse_tags(if_none_match)
+    return tags is None or tag in tags

@@ -9,6 +9,7 @@ from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
+from cinema.etags import Tagged
 from cinema.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,3 +21,4 @@ CATALOG = web.AppKey("catalog", CatalogActor)
 MIGRATIONS = web.AppKey("migrations", tuple)  # ids of the migrations this code expects
 ORIGIN = web.AppKey("origin", str)  # this app instance's name in commit notifications
 REMOTE_EVENTS = web.AppKey("remote_events", RemoteEvents)
+OPENAPI = web.AppKey("openapi", Tagged)  # the OpenAPI document, generated at start-up

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
+import attrs
 import orjson
 import structlog
 from aiohttp import web
@@ -19,6 +21,113 @@ log = structlog.get_logger("cinema.http")
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
+_PATH_SAFE = "/:@!$&'()*+,;="  # RFC 3986 pchar, kept as they are
+
+
+@attrs.frozen
+class ProblemType:
+    """One `type` of problem a client can receive: documented in the OpenAPI document and at its own URI."""
+
+    slug: str
+    status: int | None  # None: the status varies (framework errors without a type of their own)
+    title: str
+    meaning: str
+
+    @property
+    def uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+# Every problem type the service answers with (a test keeps this in step with cinema.errors).
+PROBLEM_TYPES = {
+    t.slug: t
+    for t in (
+        ProblemType(
+            "bad-request",
+            400,
+            "Bad request",
+            "The request is malformed: the body is not valid JSON, or a query parameter is unknown or has a value "
+            "the endpoint cannot use (`errors` names each parameter).",
+        ),
+        ProblemType(
+            "unauthorized",
+            401,
+            "Unauthorized",
+            "A write needs `Authorization: Bearer <JWT>` with a valid, unexpired token signed for this service.",
+        ),
+        ProblemType(
+            "forbidden",
+            403,
+            "Forbidden",
+            "The token is valid but does not grant the `catalog:write` scope this request needs.",
+        ),
+        ProblemType("not-found", 404, "Not found", "Nothing exists at this URI: an unknown id or path."),
+        ProblemType(
+            "method-not-allowed",
+            405,
+            "Method not allowed",
+            "The resource exists but not with this method; the `Allow` header lists the methods it accepts.",
+        ),
+        ProblemType(
+            "conflict",
+            409,
+            "Conflict",
+            "The change contradicts the stored data: a unique value is taken, a referenced resource does not "
+            "exist, or the resource is still referenced (`errors` names the field).",
+        ),
+        ProblemType(
+            "precondition-failed",
+            412,
+            "Precondition failed",
+            "`If-Match` does not name the current representation: the resource changed since it was read. "
+            "Read it again, then retry with its new `ETag`.",
+        ),
+        ProblemType(
+            "payload-too-large",
+            413,
+            "Payload too large",
+            "The request body is larger than the service accepts (`CINEMA_MAX_JSON_BYTES` for JSON bodies).",
+        ),
+        ProblemType(
+            "unsupported-media-type",
+            415,
+            "Unsupported media type",
+            "The body is not in a media type the endpoint accepts: send JSON as `application/json`.",
+        ),
+        ProblemType(
+            "validation-failed",
+            422,
+            "Validation failed",
+            "The body is well-formed JSON but some values break their constraints; `errors` lists every "
+            "offending field (`credits[2].role`, or `[3].name` for an item of a bulk body).",
+        ),
+        ProblemType(
+            "rate-limited",
+            429,
+            "Too many requests",
+            "The client sent more requests than its limit for the current window; retry after `Retry-After` "
+            "seconds (`RateLimit-Reset` says the same).",
+        ),
+        ProblemType(
+            "internal-error",
+            500,
+            "Internal server error",
+            "A bug in the service; it was logged with the response's `X-Request-ID`, which a report should quote.",
+        ),
+        ProblemType(
+            "unavailable",
+            503,
+            "Service unavailable",
+            "A dependency is down or the service is saturated; retry after the `Retry-After` seconds.",
+        ),
+        ProblemType(
+            "http-error",
+            None,
+            "HTTP error",
+            "Any other error status from the HTTP layer; `status` and `title` tell which.",
+        ),
+    )
+}
 
 # Framework exceptions (unknown route, wrong method, body over the limit) get the same shape.
 _HTTP_SLUGS = {
@@ -44,7 +153,7 @@ def problem(
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.path,
+        "instance": quote(request.path, safe=_PATH_SAFE),  # a URI reference, so non-ASCII is percent-encoded
     }
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
@@ -86,8 +195,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             raise
         slug = _HTTP_SLUGS.get(exc.status, "http-error")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        detail = _detail(request, exc)
-        return problem(request, exc.status, slug, exc.reason, detail, headers=headers)
+        # A type has one title whoever raises it ("Not found", not aiohttp's "Not Found").
+        title = exc.reason if slug == "http-error" else PROBLEM_TYPES[slug].title
+        return problem(request, exc.status, slug, title, _detail(request, exc), headers=headers)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -97,7 +207,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             request,
             500,
             "internal-error",
-            "Internal server error",
+            PROBLEM_TYPES["internal-error"].title,
             "An unexpected error occurred; it was logged with this request's X-Request-ID.",
         )
 

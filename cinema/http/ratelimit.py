@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from cinema.http.problems import problem
+from cinema.http.problems import PROBLEM_TYPES, problem
 
 log = structlog.get_logger("cinema.http")
 
@@ -63,7 +63,7 @@ def ratelimit_middleware(limit: int, window: float = 60.0) -> Any:
                 request,
                 429,
                 "rate-limited",
-                "Too many requests",
+                PROBLEM_TYPES["rate-limited"].title,
                 f"At most {limit} requests per {window:g} seconds; retry in {reset} s.",
                 headers={**headers, "Retry-After": str(reset)},
             )

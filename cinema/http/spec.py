@@ -7,6 +7,7 @@
 The generator (cinema/http/openapi.py) walks the application's route table and reads
 these, together with the attrs classes named here (their fields, types and the JSON
 Schema keywords in their metadata), so the document describes exactly what is served.
+A handler's docstring, when it has one, becomes the operation's description.
 """
 
 from __future__ import annotations
@@ -44,11 +45,19 @@ class ListOf:
 
 
 @attrs.frozen
+class Raw:
+    """A body that is not one of the catalog's attrs classes: health reports, this API's own documents, assets."""
+
+    media_types: tuple[str, ...]
+    schema: dict[str, Any] = attrs.field(factory=lambda: {"type": "string"})
+
+
+@attrs.frozen
 class RouteDoc:
     summary: str
     tag: str
     body: type | ListOf | None = None
-    response: type | PageOf | ListOf | None = None  # None: no body (204)
+    response: type | PageOf | ListOf | Raw | None = None  # None: no body (204)
     status: int = 200
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()  # problem statuses besides the ones every route can answer

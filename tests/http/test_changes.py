@@ -98,3 +98,11 @@ async def test_bad_parameters_are_400(client, params, field):
     resp = await client.get(URL, params=params)
     assert resp.status == 400
     assert field in [e["field"] for e in (await resp.json())["errors"]]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"since": "¹"}, {"since": "Y2hhbmdlczo5OTk5OTk5OTk5OTk5OTk5OTk5OTk5"}, {"limit": "²"}, {"since": "////"}],
+)
+async def test_forged_cursors_and_odd_digits_are_400_not_500(client, params):
+    assert (await client.get(URL, params=params)).status == 400

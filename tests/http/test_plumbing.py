@@ -41,7 +41,7 @@ async def test_unknown_route_is_a_404_problem(client):
     body = await resp.json()
     assert body == {
         "type": "/problems/not-found",
-        "title": "Not Found",
+        "title": "Not found",
         "status": 404,
         "detail": "No resource at /api/v1/unknown.",
         "instance": "/api/v1/unknown",
