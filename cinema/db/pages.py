@@ -4,12 +4,17 @@ A page is read with `WHERE (sort_key, id) > (last_key, last_id) ORDER BY sort_ke
 which an index on the sort key serves at any depth, and which stays stable when rows are
 inserted meanwhile (an offset would shift). The cursor is opaque to clients: base64url of
 `[sort, key, id]` for the last row, so it carries the sort it was made for.
+
+A nullable column sorts through a key expression that never is null
+(`coalesce(birth_date, 'infinity')`), with an index on that expression: a row
+comparison with a null in it is null, so rows with a null key would be skipped.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -22,7 +27,7 @@ from cinema.errors import BadRequest, FieldError
 
 @attrs.frozen
 class SortKey:
-    """A sortable field: its SQL expression and the Python type of its cursor value."""
+    """A sortable field: its SQL expression and the Python type of its values (int, str, date, datetime)."""
 
     expr: str
     type: type
@@ -57,8 +62,8 @@ def encode_cursor(sort: str, key: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([sort, key, row_id])).decode().rstrip("=")
 
 
-def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQuery:
-    """Parse `limit`, `sort` and `cursor`; anything off is a 400 naming the parameter."""
+def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey], default_sort: str = "id") -> PageQuery:
+    """Parse `limit`, `sort` (`default_sort` when absent) and `cursor`; anything off is a 400 naming the parameter."""
     errors = []
     limit = 20
     raw_limit = params.get("limit")
@@ -67,7 +72,7 @@ def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQ
             errors.append(FieldError("limit", "must be an integer from 1 to 100"))
         else:
             limit = int(raw_limit)
-    sort = params.get("sort", "id")
+    sort = params.get("sort", default_sort)
     if sort.removeprefix("-") not in sorts:
         errors.append(FieldError("sort", "must be one of " + ", ".join(sorted(sorts)) + " (prefix - to descend)"))
     after = None
@@ -88,9 +93,24 @@ def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | No
     if not (isinstance(decoded, list) and len(decoded) == 3 and decoded[0] == sort):
         return None
     value, row_id = decoded[1], decoded[2]
-    if type(row_id) is not int or (value is not None and type(value) is not key.type):
+    if type(row_id) is not int:
         return None
-    return value, row_id
+    if value is None or type(value) is key.type:
+        return value, row_id
+    parse = _FROM_TEXT.get(key.type)
+    if parse is None or type(value) is not str:
+        return None
+    try:
+        parsed = parse(value)
+    except ValueError:
+        return None
+    if isinstance(parsed, dt.datetime) and parsed.tzinfo is None:
+        return None  # a timestamptz key is always written with its offset
+    return parsed, row_id
+
+
+# JSON has no dates: orjson writes date and timestamp keys as ISO 8601 text, read back here.
+_FROM_TEXT: dict[type, Any] = {dt.date: dt.date.fromisoformat, dt.datetime: dt.datetime.fromisoformat}
 
 
 @lru_cache(maxsize=512)
