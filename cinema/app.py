@@ -21,7 +21,7 @@ from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import genres, health
+from cinema.http import credits, genres, health, movies, shots
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, POOL, SETTINGS
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
@@ -42,6 +42,9 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
+    app.add_routes(movies.routes)
+    app.add_routes(credits.routes)
+    app.add_routes(shots.routes)
     return app
 
 
