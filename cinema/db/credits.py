@@ -50,7 +50,7 @@ async def add_credit(
     conn: asyncpg.Connection, movie_id: int, credit: CreditCreate
 ) -> tuple[tuple[int, str], list[NewEvent]]:
     await lock_movie(conn, movie_id)
-    check_credits([credit], path="")
+    check_credits([credit], path=None)
     await _check_person(conn, credit.person_id)
     try:
         row = await conn.fetchrow(
@@ -94,7 +94,7 @@ async def patch_credit(
         character=row["character"] if patch.character is UNSET else patch.character,
         position=None if patch.position is UNSET else patch.position,
     )
-    check_credits([merged], path="")
+    check_credits([merged], path=None)
     if merged.person_id != row["person_id"]:
         await _check_person(conn, merged.person_id)
     try:

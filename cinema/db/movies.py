@@ -216,11 +216,16 @@ async def list_movies(conn: asyncpg.Connection, movie_filter: MovieFilter, query
 # -- checks in front of the database -------------------------------------------------
 
 
-def check_credits(credits: Sequence[CreditCreate], path: str = "credits") -> None:
+def check_credits(credits: Sequence[CreditCreate], path: str | None = "credits") -> None:
     """What the database would refuse with a less precise error: a character for a non-actor
-    (422), the same person twice in one role (409)."""
+    (422), the same person twice in one role (409). Fields are named `credits[i].character`,
+    or `character` with no path (a single credit)."""
+
+    def field(i: int, name: str) -> str:
+        return name if path is None else f"{path}[{i}].{name}"
+
     invalid = [
-        FieldError(f"{path}[{i}].character", "only actors have a character")
+        FieldError(field(i, "character"), "only actors have a character")
         for i, credit in enumerate(credits)
         if credit.character is not None and credit.role != "actor"
     ]
@@ -232,7 +237,7 @@ def check_credits(credits: Sequence[CreditCreate], path: str = "credits") -> Non
         if first != i:
             raise Conflict(
                 f"{path}[{first}] and {path}[{i}] credit the same person in the same role.",
-                errors=[FieldError(f"{path}[{i}].person_id", f"the same person and role as {path}[{first}]")],
+                errors=[FieldError(field(i, "person_id"), f"the same person and role as {path}[{first}]")],
             )
 
 
