@@ -12,3 +12,10 @@ CREATE INDEX movies_release_year_idx ON movies ((coalesce(release_year, 0)), id)
 CREATE INDEX movies_rating_idx ON movies ((coalesce(rating::float8, -1)), id);
 -- sort=created_at.
 CREATE INDEX movies_created_at_idx ON movies (created_at, id);
+
+-- The other filters are served by existing indexes: genre and country by
+-- movie_genres_genre_idx / movie_countries_country_idx (starting from a rare value) or the
+-- link tables' primary keys (probing each movie of a sort index walk); person by
+-- credits_person_idx or credits_movie_person_role_key the same way; slug by
+-- movies_slug_key. age_rating has no index: each of its five values holds a large share of
+-- the movies, so walking the sort index and skipping the others is cheaper than a lookup.

@@ -121,10 +121,14 @@ SORTS = {
 }
 
 
+MAX_VALUES = 10  # of genre, country and person in one list request
+
+
 @attrs.frozen
 class MovieFilter:
     """The list's filters; empty ones do not filter."""
 
+    # Each value adds a condition: the HTTP layer bounds them (MAX_VALUES).
     genres: tuple[str, ...] = ()  # slugs or ids: movies having all of them
     countries: tuple[str, ...] = ()  # likewise
     persons: tuple[int, ...] = ()  # movies crediting all of them
@@ -135,20 +139,19 @@ class MovieFilter:
     slug: str | None = None
 
 
-# Each filter's condition; {0}, {1} are its parameters. A genre or country value is a slug
-# or an id: it comes as the pair (text, the number or null) and matches either, and a movie
-# qualifies when every value matched one of its genres.
+# Each filter's condition; {0}, {1} are its parameters. Genres, countries and persons give
+# one condition per value (a movie must match all of them): as semi-joins, the planner can
+# either walk the sort key's index and probe each movie (common values), or start from the
+# value's index (rare ones). A genre or country value is a slug or an id: it comes as the
+# text and, when it is a number, the id, and matches either.
 FILTERS = {
-    "genres": """m.id IN (SELECT mg.movie_id FROM unnest({0}::text[], {1}::bigint[]) AS v(value, id)
-        JOIN genres g ON g.slug = v.value OR g.id = v.id JOIN movie_genres mg ON mg.genre_id = g.id
-        GROUP BY mg.movie_id HAVING count(DISTINCT v.value) = cardinality({0}::text[]))""",
-    "countries": """m.id IN (SELECT mk.movie_id FROM unnest({0}::text[], {1}::bigint[]) AS v(value, id)
-        JOIN countries k ON k.slug = v.value OR k.id = v.id JOIN movie_countries mk ON mk.country_id = k.id
-        GROUP BY mk.movie_id HAVING count(DISTINCT v.value) = cardinality({0}::text[]))""",
-    "persons": """m.id IN (SELECT c.movie_id FROM credits c WHERE c.person_id = ANY({0}::bigint[])
-        GROUP BY c.movie_id HAVING count(DISTINCT c.person_id) = cardinality({0}::bigint[]))""",
-    "persons_in_role": """m.id IN (SELECT c.movie_id FROM credits c WHERE c.person_id = ANY({0}::bigint[])
-        AND c.role = {1}::text GROUP BY c.movie_id HAVING count(DISTINCT c.person_id) = cardinality({0}::bigint[]))""",
+    "genre": """EXISTS (SELECT FROM movie_genres mg WHERE mg.movie_id = m.id
+        AND mg.genre_id IN (SELECT g.id FROM genres g WHERE g.slug = {0}::text OR g.id = {1}::bigint))""",
+    "country": """EXISTS (SELECT FROM movie_countries mk WHERE mk.movie_id = m.id
+        AND mk.country_id IN (SELECT k.id FROM countries k WHERE k.slug = {0}::text OR k.id = {1}::bigint))""",
+    "person": "EXISTS (SELECT FROM credits c WHERE c.movie_id = m.id AND c.person_id = {0}::bigint)",
+    "person_in_role": """EXISTS (SELECT FROM credits c WHERE c.movie_id = m.id AND c.person_id = {0}::bigint
+        AND c.role = {1}::text)""",
     # On the same expression as the release_year sort key, so its index serves both;
     # an unknown year (0) is outside every range.
     "year_from": "coalesce(m.release_year, 0) >= {0}::int",
@@ -158,20 +161,19 @@ FILTERS = {
 }
 
 
-def _slug_or_id(values: Sequence[str]) -> list[Any]:
-    return [list(values), [int(v) if v.isdigit() and int(v) <= BIGINT_MAX else None for v in values]]
+def _slug_or_id(value: str) -> list[Any]:
+    return [value, int(value) if value.isdigit() and int(value) <= BIGINT_MAX else None]
 
 
 def _filter_params(f: MovieFilter) -> list[tuple[str, list[Any]]]:
+    """The conditions a filter needs, each with its parameters."""
     present: list[tuple[str, list[Any]]] = []
-    if f.genres:
-        present.append(("genres", _slug_or_id(f.genres)))
-    if f.countries:
-        present.append(("countries", _slug_or_id(f.countries)))
-    if f.persons and f.role is not None:
-        present.append(("persons_in_role", [list(f.persons), f.role]))
-    elif f.persons:
-        present.append(("persons", [list(f.persons)]))
+    present += [("genre", _slug_or_id(v)) for v in f.genres]
+    present += [("country", _slug_or_id(v)) for v in f.countries]
+    if f.role is None:
+        present += [("person", [p]) for p in f.persons]
+    else:
+        present += [("person_in_role", [p, f.role]) for p in f.persons]
     for name in ("year_from", "year_to", "slug"):
         if getattr(f, name) is not None:
             present.append((name, [getattr(f, name)]))

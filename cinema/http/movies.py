@@ -19,7 +19,7 @@ from cinema.actors.catalog import (
     UnlinkMovie,
 )
 from cinema.convert import structure, structure_bulk
-from cinema.db.movies import SORTS, MovieFilter
+from cinema.db.movies import MAX_VALUES, SORTS, MovieFilter
 from cinema.db.pages import page_query
 from cinema.errors import BadRequest, FieldError
 from cinema.http.io import json_response, path_id, read_json, reject_unknown
@@ -35,12 +35,22 @@ TAG = "movies"
 
 YEAR = {"type": "integer", "minimum": 1888, "maximum": 2100}
 FILTER_PARAMS = (
-    Param("genre", {"type": "string"}, "A genre's slug or id; repeated: movies having all of them.", repeated=True),
-    Param("country", {"type": "string"}, "A country's slug or id; repeated: movies of all of them.", repeated=True),
+    Param(
+        "genre",
+        {"type": "string"},
+        f"A genre's slug or id; repeated (up to {MAX_VALUES}): movies having all of them.",
+        repeated=True,
+    ),
+    Param(
+        "country",
+        {"type": "string"},
+        f"A country's slug or id; repeated (up to {MAX_VALUES}): movies of all of them.",
+        repeated=True,
+    ),
     Param(
         "person",
         {"type": "integer", "minimum": 1},
-        "A person's id; repeated: movies crediting all of them.",
+        f"A person's id; repeated (up to {MAX_VALUES}): movies crediting all of them.",
         repeated=True,
     ),
     Param("role", {"type": "string", "enum": list(ROLES)}, "With `person`: credited in this role."),
@@ -93,11 +103,13 @@ def movie_filter_of(params: MultiMapping[str], errors: list[FieldError]) -> Movi
     """The list's filters; every problem is added to `errors` (400 naming the parameter)."""
 
     def values(name: str, check: Callable[[str], bool], message: str) -> tuple[str, ...]:
-        given = params.getall(name, [])
+        given = tuple(dict.fromkeys(params.getall(name, [])))  # repeated values count once
         bad = [v for v in given if not check(v)]
         if bad:
             errors.append(FieldError(name, f"{message} (got {bad[0]!r})"))
-        return tuple(dict.fromkeys(given))  # repeated values count once
+        elif len(given) > MAX_VALUES:
+            errors.append(FieldError(name, f"at most {MAX_VALUES} different values"))
+        return given
 
     def single(name: str, check: Callable[[str], bool], message: str) -> str | None:
         given = values(name, check, message)
