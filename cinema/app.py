@@ -24,7 +24,7 @@ from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import changes, countries, genres, health, openapi, persons
+from cinema.http import changes, countries, credits, genres, health, movies, openapi, persons, shots
 from cinema.http.auth import TokenVerifier, auth_middleware
 from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
 from cinema.http.middlewares import request_context_middleware
@@ -56,6 +56,9 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.add_routes(genres.routes)
     app.add_routes(countries.routes)
     app.add_routes(persons.routes)
+    app.add_routes(movies.routes)
+    app.add_routes(credits.routes)
+    app.add_routes(shots.routes)
     app.add_routes(changes.routes)
     app.add_routes(openapi.routes)
     return app

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from cinema.errors import FieldError, ValidationFailed
@@ -105,6 +106,43 @@ def _structure_unset_union(tp: Any) -> Callable[[Any, Any], Any]:
 
 
 converter.register_structure_hook_factory(_has_unset, _structure_unset_union)
+
+
+def _object_only(cls: type) -> Callable[[Any, type], Any]:
+    # cattrs would read attributes off anything; a nested body item must be a JSON object.
+    structure_attrs: Callable[[Any, type], Any] = converter.gen_structure_attrs_fromdict(cls)
+
+    def structure(value: Any, _: type) -> Any:
+        if not isinstance(value, dict):
+            raise _WrongType("must be an object")
+        return structure_attrs(value, cls)
+
+    return structure
+
+
+converter.register_structure_hook_factory(attrs.has, _object_only)
+
+
+def _is_array(tp: Any) -> bool:
+    """list[X] and tuple[X, ...]: the types JSON arrays structure into."""
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is list or (typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is ...)
+
+
+def _array_only(tp: Any) -> Callable[[Any, Any], Any]:
+    # cattrs would iterate any iterable (a JSON object's keys, a string's characters).
+    factory = list_structure_factory if typing.get_origin(tp) is list else homogenous_tuple_structure_factory
+    structure_items = factory(tp, converter)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, list):
+            raise _WrongType("must be an array")
+        return structure_items(value, tp)
+
+    return structure
+
+
+converter.register_structure_hook_factory(_is_array, _array_only)
 
 
 def structure(data: Any, cls: type[T]) -> T:

@@ -124,3 +124,161 @@ class PersonPatch:
     birth_date: dt.date | Unset | None = UNSET
     death_date: dt.date | Unset | None = UNSET
     biography: str | Unset | None = UNSET
+
+
+# -- movies ------------------------------------------------------------------------
+
+AGE_RATINGS = ("G", "PG", "PG-13", "R", "NC-17")
+ROLES = ("actor", "director", "writer", "producer")
+BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL bigints
+INT_MAX = 2**31 - 1  # positions are PostgreSQL integers
+
+ID = {"minimum": 1, "maximum": BIGINT_MAX}
+MOVIE_SLUG = {"minLength": 2, "maxLength": 300, "pattern": "^[a-z0-9-]+$"}
+TITLE = {"minLength": 1, "maxLength": 255}
+# 1888: the oldest surviving motion picture (Roundhay Garden Scene).
+RELEASE_YEAR = {"minimum": 1888, "maximum": 2100}
+DURATION = {"minimum": 1, "maximum": 1000, "description": "minutes"}
+AGE_RATING = {"enum": list(AGE_RATINGS)}
+# Stored with one decimal (numeric(3,1)): 7.25 is kept as 7.3.
+RATING = {"minimum": 0, "maximum": 10}
+POSITION = {"minimum": 0, "maximum": INT_MAX}
+ROLE = {"enum": list(ROLES)}
+CHARACTER = {"minLength": 1, "maxLength": 255, "description": "actors only"}
+CAPTION = {"maxLength": 255}
+
+
+@attrs.frozen
+class CreditPerson:
+    """The person as a credit shows it."""
+
+    id: int
+    slug: str
+    full_name: str
+    photo_url: str | None
+
+
+@attrs.frozen
+class Credit:
+    id: int
+    person: CreditPerson
+    role: str = attrs.field(metadata=meta(**ROLE))
+    character: str | None = attrs.field(metadata=meta(**CHARACTER))
+    position: int = attrs.field(metadata=meta(**POSITION))
+
+
+@attrs.frozen
+class Shot:
+    id: int
+    movie_id: int
+    caption: str | None = attrs.field(metadata=meta(**CAPTION))
+    image_url: str | None
+    position: int = attrs.field(metadata=meta(**POSITION))
+
+
+@attrs.frozen
+class MovieSummary:
+    """A movie in lists: no description, credits or shots."""
+
+    id: int
+    slug: str
+    title: str
+    original_title: str | None
+    release_year: int | None
+    premiere_date: dt.date | None
+    duration: int | None
+    age_rating: str | None
+    rating: float | None
+    poster_url: str | None
+    genres: list[Genre]
+    countries: list[Country]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class Movie:
+    id: int
+    slug: str
+    title: str
+    original_title: str | None
+    description: str | None
+    release_year: int | None
+    premiere_date: dt.date | None
+    duration: int | None
+    age_rating: str | None
+    rating: float | None
+    poster_url: str | None
+    genres: list[Genre]  # by name
+    countries: list[Country]  # by name
+    credits: list[Credit]  # by position, then id
+    shots: list[Shot]  # by position, then id
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class PersonCredit:
+    """A line of a filmography: the credit as seen from the person."""
+
+    id: int
+    movie: MovieSummary
+    role: str = attrs.field(metadata=meta(**ROLE))
+    character: str | None = attrs.field(metadata=meta(**CHARACTER))
+    position: int = attrs.field(metadata=meta(**POSITION))
+
+
+@attrs.frozen
+class CreditCreate:
+    person_id: int = attrs.field(metadata=meta(**ID))
+    role: str = attrs.field(metadata=meta(**ROLE))
+    character: str | None = attrs.field(default=None, metadata=meta(**CHARACTER))
+    # Absent: the item's index in a movie body, or after the last credit when added alone.
+    position: int | None = attrs.field(default=None, metadata=meta(**POSITION))
+
+
+@attrs.frozen
+class CreditPatch:
+    person_id: int | Unset = attrs.field(default=UNSET, metadata=meta(**ID))
+    role: str | Unset = attrs.field(default=UNSET, metadata=meta(**ROLE))
+    character: str | Unset | None = attrs.field(default=UNSET, metadata=meta(**CHARACTER))
+    position: int | Unset = attrs.field(default=UNSET, metadata=meta(**POSITION))
+
+
+# `genre_ids`, `country_ids` and `credits` are whole sets: given, they replace the movie's.
+@attrs.frozen
+class MovieCreate:
+    title: str = attrs.field(metadata=meta(**TITLE))
+    slug: str | None = attrs.field(default=None, metadata=meta(**MOVIE_SLUG))
+    original_title: str | None = attrs.field(default=None, metadata=meta(**TITLE))
+    description: str | None = None
+    release_year: int | None = attrs.field(default=None, metadata=meta(**RELEASE_YEAR))
+    premiere_date: dt.date | None = None
+    duration: int | None = attrs.field(default=None, metadata=meta(**DURATION))
+    age_rating: str | None = attrs.field(default=None, metadata=meta(**AGE_RATING))
+    rating: float | None = attrs.field(default=None, metadata=meta(**RATING))
+    genre_ids: tuple[int, ...] = ()
+    country_ids: tuple[int, ...] = ()
+    credits: tuple[CreditCreate, ...] = ()
+
+
+@attrs.frozen
+class MoviePatch:
+    title: str | Unset = attrs.field(default=UNSET, metadata=meta(**TITLE))
+    slug: str | Unset = attrs.field(default=UNSET, metadata=meta(**MOVIE_SLUG))
+    original_title: str | Unset | None = attrs.field(default=UNSET, metadata=meta(**TITLE))
+    description: str | Unset | None = UNSET
+    release_year: int | Unset | None = attrs.field(default=UNSET, metadata=meta(**RELEASE_YEAR))
+    premiere_date: dt.date | Unset | None = UNSET
+    duration: int | Unset | None = attrs.field(default=UNSET, metadata=meta(**DURATION))
+    age_rating: str | Unset | None = attrs.field(default=UNSET, metadata=meta(**AGE_RATING))
+    rating: float | Unset | None = attrs.field(default=UNSET, metadata=meta(**RATING))
+    genre_ids: tuple[int, ...] | Unset = UNSET
+    country_ids: tuple[int, ...] | Unset = UNSET
+    credits: tuple[CreditCreate, ...] | Unset = UNSET
+
+
+@attrs.frozen
+class ShotPatch:
+    caption: str | Unset | None = attrs.field(default=UNSET, metadata=meta(**CAPTION))
+    position: int | Unset = attrs.field(default=UNSET, metadata=meta(**POSITION))

@@ -40,3 +40,23 @@ def test_wrong_types_keep_their_messages():
         FieldError("name", "must be a string"),
         FieldError("count", "must be an integer"),
     )
+
+
+def test_a_nested_item_that_is_not_an_object_is_a_field_error_not_a_crash():
+    from cinema.models import MovieCreate
+
+    with pytest.raises(ValidationFailed) as caught:
+        structure({"title": "Heat", "credits": [[None, None], "actor"]}, MovieCreate)
+    assert [(e.field, e.message) for e in caught.value.errors] == [
+        ("credits[0]", "must be an object"),
+        ("credits[1]", "must be an object"),
+    ]
+
+
+@pytest.mark.parametrize("value", [{}, "12", 3])
+def test_a_list_field_takes_only_an_array(value):
+    from cinema.models import MovieCreate
+
+    with pytest.raises(ValidationFailed) as caught:
+        structure({"title": "Heat", "genre_ids": value}, MovieCreate)
+    assert [(e.field, e.message) for e in caught.value.errors] == [("genre_ids", "must be an array")]

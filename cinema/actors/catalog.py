@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import attrs
@@ -19,11 +19,24 @@ import structlog
 
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
-from cinema.db import countries, genres, persons
+from cinema.db import countries, credits, genres, movies, persons, shots
+from cinema.db.movies import MovieFilter
 from cinema.db.outbox import NewEvent, append_events, list_changes
 from cinema.db.pages import PageQuery
 from cinema.errors import DomainError, Unavailable
-from cinema.models import CountryCreate, CountryPatch, GenreCreate, GenrePatch, PersonCreate, PersonPatch
+from cinema.models import (
+    CountryCreate,
+    CountryPatch,
+    CreditCreate,
+    CreditPatch,
+    GenreCreate,
+    GenrePatch,
+    MovieCreate,
+    MoviePatch,
+    PersonCreate,
+    PersonPatch,
+    ShotPatch,
+)
 
 log = structlog.get_logger("cinema.catalog")
 
@@ -147,6 +160,111 @@ class DeletePerson:
     if_match: str | None = None
 
 
+@attrs.frozen
+class ListMovies:
+    filter: MovieFilter
+    query: PageQuery
+
+
+@attrs.frozen
+class GetMovie:
+    id: int
+
+
+@attrs.frozen
+class CreateMovies:
+    items: tuple[MovieCreate, ...]
+    bulk: bool = False  # the client sent an array: errors name the item ("[0].title")
+
+
+@attrs.frozen
+class PatchMovie:
+    id: int
+    patch: MoviePatch
+    if_match: str | None = None
+
+
+@attrs.frozen
+class DeleteMovie:
+    id: int
+    if_match: str | None = None
+
+
+@attrs.frozen
+class LinkMovie:
+    """Add a genre or a country (`kind`) to a movie."""
+
+    kind: Literal["genre", "country"]
+    movie_id: int
+    target_id: int
+    if_match: str | None = None
+
+
+@attrs.frozen
+class UnlinkMovie:
+    kind: Literal["genre", "country"]
+    movie_id: int
+    target_id: int
+    if_match: str | None = None
+
+
+@attrs.frozen
+class AddCredit:
+    movie_id: int
+    credit: CreditCreate
+
+
+@attrs.frozen
+class GetCredit:
+    movie_id: int
+    credit_id: int
+
+
+@attrs.frozen
+class PatchCredit:
+    movie_id: int
+    credit_id: int
+    patch: CreditPatch
+    if_match: str | None = None
+
+
+@attrs.frozen
+class DeleteCredit:
+    movie_id: int
+    credit_id: int
+    if_match: str | None = None
+
+
+@attrs.frozen
+class ListPersonCredits:
+    person_id: int
+    query: PageQuery
+
+
+@attrs.frozen
+class ListShots:
+    movie_id: int
+    query: PageQuery
+
+
+@attrs.frozen
+class GetShot:
+    id: int
+
+
+@attrs.frozen
+class PatchShot:
+    id: int
+    patch: ShotPatch
+    if_match: str | None = None
+
+
+@attrs.frozen
+class DeleteShot:
+    id: int
+    if_match: str | None = None
+
+
 # -- the actor ---------------------------------------------------------------------
 
 
@@ -195,6 +313,38 @@ class CatalogActor(Actor):
                 return await self._write(persons.delete_person, person_id, if_match)
             case ListChanges(after=after, limit=limit):
                 return await self._read(list_changes, after, limit)
+            case GetMovie(id=movie_id):
+                return await self._read(movies.get_movie, movie_id)
+            case ListMovies(filter=movie_filter, query=query):
+                return await self._read(movies.list_movies, movie_filter, query)
+            case CreateMovies(items=items, bulk=bulk):
+                return await self._write(movies.create_movies, items, bulk)
+            case PatchMovie(id=movie_id, patch=patch, if_match=if_match):
+                return await self._write(movies.patch_movie, movie_id, patch, if_match)
+            case DeleteMovie(id=movie_id, if_match=if_match):
+                return await self._write(movies.delete_movie, movie_id, if_match)
+            case LinkMovie(kind=kind, movie_id=movie_id, target_id=target_id, if_match=if_match):
+                return await self._write(movies.link, kind, movie_id, target_id, if_match)
+            case UnlinkMovie(kind=kind, movie_id=movie_id, target_id=target_id, if_match=if_match):
+                return await self._write(movies.unlink, kind, movie_id, target_id, if_match)
+            case GetCredit(movie_id=movie_id, credit_id=credit_id):
+                return await self._read(credits.get_credit, movie_id, credit_id)
+            case AddCredit(movie_id=movie_id, credit=credit):
+                return await self._write(credits.add_credit, movie_id, credit)
+            case PatchCredit(movie_id=movie_id, credit_id=credit_id, patch=patch, if_match=if_match):
+                return await self._write(credits.patch_credit, movie_id, credit_id, patch, if_match)
+            case DeleteCredit(movie_id=movie_id, credit_id=credit_id, if_match=if_match):
+                return await self._write(credits.delete_credit, movie_id, credit_id, if_match)
+            case ListPersonCredits(person_id=person_id, query=query):
+                return await self._read(credits.list_person_credits, person_id, query)
+            case ListShots(movie_id=movie_id, query=query):
+                return await self._read(shots.list_shots, movie_id, query)
+            case GetShot(id=shot_id):
+                return await self._read(shots.get_shot, shot_id)
+            case PatchShot(id=shot_id, patch=patch, if_match=if_match):
+                return await self._write(shots.patch_shot, shot_id, patch, if_match)
+            case DeleteShot(id=shot_id, if_match=if_match):
+                return await self._write(shots.delete_shot, shot_id, if_match)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
             case _:

@@ -66,8 +66,8 @@ def encode_cursor(sort: str, key: Any, row_id: int) -> str:
 BAD_CURSOR = FieldError("cursor", "is not a cursor of this list with this sort")
 
 
-def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQuery:
-    """Parse `limit`, `sort` and `cursor`; anything off is a 400 naming the parameter."""
+def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey], default_sort: str = "id") -> PageQuery:
+    """Parse `limit`, `sort` (`default_sort` when absent) and `cursor`; anything off is a 400 naming the parameter."""
     errors = []
     limit = 20
     raw_limit = params.get("limit")
@@ -76,7 +76,7 @@ def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQ
             errors.append(FieldError("limit", "must be an integer from 1 to 100"))
         else:
             limit = int(raw_limit)
-    sort = params.get("sort", "id")
+    sort = params.get("sort", default_sort)
     if sort.removeprefix("-") not in sorts:
         errors.append(FieldError("sort", "must be one of " + ", ".join(sorted(sorts)) + " (prefix - to descend)"))
     after = None

@@ -53,13 +53,25 @@ CONFIG = SchemathesisConfig.from_dict(
             # A well-formed request may still find its If-Match precondition false: that is its documented 412.
             "positive_data_acceptance": {"expected-statuses": ACCEPTABLE},
         },
+        # (Within one entry, include-* filters are alternatives; the name "METHOD /path" pins both.)
         # Rules JSON Schema cannot state, each a documented 422: a person's death date not before the
         # birth date, and dates inside 0002-01-01..9999-12-30 (the driver maps the two ends to infinities).
         "operations": [
             {
                 "include-path-regex": "^/api/v1/persons",
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "422"]}},
-            }
+            },
+            # `role` only means something together with `person` (a 400 otherwise); query parameters
+            # cannot state that dependency.
+            {
+                "include-name-regex": "^GET /api/v1/movies$",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "400"]}},
+            },
+            # Ids in a movie body must name existing rows, and only actors have a character.
+            {
+                "include-name-regex": "^(POST|PATCH|PUT) /api/v1/movies",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "422"]}},
+            },
         ],
     }
 )
