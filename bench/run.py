@@ -360,7 +360,7 @@ def checks(runs: list[Run], endpoints: Sequence[Endpoint]) -> list[Check]:
             found.append(Check(name, None, f"not measured ({missing})"))
             continue
         ratio = run.requests_per_s / fetch.requests_per_s
-        found.append(Check(name, ratio >= endpoint.target, f"{ratio:.0%}"))
+        found.append(Check(name, ratio >= endpoint.target, f"{ratio:.1%}"))
     measured = [r for r in runs if r.skipped is None]
     failing = [f"{r.name}: {r.errors}" for r in measured if r.error_count]
     found.append(Check("zero non-2xx and socket errors", not failing, "; ".join(failing) or "none"))
