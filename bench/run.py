@@ -18,13 +18,14 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class Run:
     errors: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     bytes: int = 0
+    rounds: list[float] = field(default_factory=list)  # requests/s of each round
     skipped: str | None = None
 
     @property
@@ -267,31 +269,17 @@ def wrk(args: argparse.Namespace, base: str, endpoint: Endpoint, ids: tuple[int,
     return dict(json.loads(lines[-1].removeprefix("BENCH_JSON ")))
 
 
-def measure(
-    args: argparse.Namespace, base: str, endpoint: Endpoint, kind: str, ids: tuple[int, int], run_dir: Path
-) -> Run:
-    run = Run(endpoint.name, kind, endpoint.path)
-    status, _ = http_get(base + endpoint.example(ids))
-    if not 200 <= status < 300:
-        run.skipped = f"GET {endpoint.example(ids)} answered {status or 'nothing'}"
-        print(f"  {endpoint.name:<20} skipped: {run.skipped}")
-        return run
-    if args.warmup > 0:
-        wrk(args, base, endpoint, ids, args.warmup)
-    summary = wrk(args, base, endpoint, ids, args.duration)
-    (run_dir / f"wrk-{endpoint.name}.json").write_text(json.dumps(summary, indent=2))
-    run.requests = summary["requests"]
-    run.bytes = summary["bytes"]
-    run.requests_per_s = round(summary["requests"] / (summary["duration_us"] / 1e6), 1)
-    run.latency_ms = {k: round(v / 1000, 2) for k, v in summary["latency_us"].items() if k != "stdev"}
-    run.errors = summary["errors"]
-    errors = f", {run.error_count} errors" if run.error_count else ""
-    print(f"  {endpoint.name:<20} {run.requests_per_s:>10.0f} req/s  p99 {run.latency_ms['p99']:.1f} ms{errors}")
-    return run
+@dataclass(frozen=True)
+class Target:
+    """An endpoint of a running server."""
+
+    endpoint: Endpoint
+    kind: str  # "service" or "baseline"
+    base: str  # http://127.0.0.1:PORT
 
 
-def run_service(args: argparse.Namespace, dsn: str, ids: tuple[int, int], run_dir: Path) -> tuple[list[Run], int]:
-    """Every service endpoint; also the size of a movie detail (for the constant baseline)."""
+def start_service(stack: ExitStack, args: argparse.Namespace, dsn: str, run_dir: Path) -> str:
+    """`cinema serve` as in production, ready when every worker serves; its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = child_env(
@@ -300,35 +288,82 @@ def run_service(args: argparse.Namespace, dsn: str, ids: tuple[int, int], run_di
     command = [sys.executable, "-m", "cinema", "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(args.workers)]
     log_path = run_dir / "service.log"
-    print(f"service: {args.workers} workers on {base}, logs in {log_path.relative_to(ROOT)}")
-    with child("the service", command, env, log_path) as process:
+    print(f"service: {args.workers} workers on {base}, logs in {log_path}")
+    process = stack.enter_context(child("the service", command, env, log_path))
 
-        def ready() -> bool:
-            every_worker = _occurrences(log_path, '"event":"serving"') >= int(args.workers)
-            return every_worker and http_get(base + "/health/ready")[0] == 200
+    def ready() -> bool:
+        every_worker = _occurrences(log_path, '"event":"serving"') >= int(args.workers)
+        return every_worker and http_get(base + "/health/ready")[0] == 200
 
-        wait_until_serving("the service", process, log_path, ready)
-        status, body = http_get(f"{base}/api/v1/movies/{ids[0]}")
-        size = len(body) if status == 200 else 0
-        runs = [measure(args, base, e, "service", ids, run_dir) for e in ENDPOINTS if _selected(args, e)]
-    return runs, size
+    wait_until_serving("the service", process, log_path, ready)
+    return base
 
 
-def run_baseline(
-    args: argparse.Namespace, endpoint: Endpoint, options: list[str], ids: tuple[int, int], run_dir: Path
-) -> Run:
+def start_baseline(
+    stack: ExitStack, args: argparse.Namespace, endpoint: Endpoint, options: list[str], run_dir: Path
+) -> str:
     port = free_port()
     kind = endpoint.name.removeprefix("baseline_")
     command = [sys.executable, "-m", "bench.baselines", kind, "--port", str(port), "--workers", str(args.workers)]
     log_path = run_dir / f"{endpoint.name}.log"
-    with child(endpoint.name, command + options, child_env({}), log_path) as process:
-        base = f"http://127.0.0.1:{port}"
+    process = stack.enter_context(child(endpoint.name, command + options, child_env({}), log_path))
+    wait_until_serving(
+        endpoint.name,
+        process,
+        log_path,
+        lambda: _occurrences(log_path, '"event": "listening"') >= int(args.workers),
+    )
+    return f"http://127.0.0.1:{port}"
 
-        def ready() -> bool:
-            return _occurrences(log_path, '"event": "listening"') >= int(args.workers)
 
-        wait_until_serving(endpoint.name, process, log_path, ready)
-        return measure(args, base, endpoint, "baseline", ids, run_dir)
+def measure(args: argparse.Namespace, targets: Sequence[Target], ids: tuple[int, int], run_dir: Path) -> list[Run]:
+    """Load each target in turn, `--rounds` times over; a run's numbers are its rounds' medians.
+
+    Every server is up for the whole measurement and only the one under load is busy, so
+    the service and the baselines are measured alternately, minutes apart at most, and
+    drifting background load affects them alike.
+    """
+    runs = [Run(t.endpoint.name, t.kind, t.endpoint.path) for t in targets]
+    active: list[tuple[Target, Run]] = []
+    for target, run in zip(targets, runs, strict=True):
+        status, _ = http_get(target.base + target.endpoint.example(ids))
+        if 200 <= status < 300:
+            active.append((target, run))
+        else:
+            run.skipped = f"GET {target.endpoint.example(ids)} answered {status or 'nothing'}"
+            print(f"  {run.name:<20} skipped: {run.skipped}")
+    summaries: dict[str, list[dict[str, Any]]] = {run.name: [] for _, run in active}
+    for round_number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"round {round_number} of {args.rounds}")
+        for target, run in active:
+            if args.warmup > 0:
+                wrk(args, target.base, target.endpoint, ids, args.warmup)
+            summary = wrk(args, target.base, target.endpoint, ids, args.duration)
+            summaries[run.name].append(summary)
+            errors = sum(summary["errors"].values())
+            print(
+                f"  {run.name:<20} {_per_second(summary):>10.0f} req/s"
+                f"  p99 {summary['latency_us']['p99'] / 1000:.1f} ms" + (f", {errors} errors" if errors else "")
+            )
+    for _, run in active:
+        _combine(run, summaries[run.name])
+    (run_dir / "wrk.json").write_text(json.dumps(summaries, indent=2))
+    return runs
+
+
+def _per_second(summary: dict[str, Any]) -> float:
+    return float(summary["requests"]) / float(summary["duration_us"]) * 1e6
+
+
+def _combine(run: Run, summaries: list[dict[str, Any]]) -> None:
+    run.rounds = [round(_per_second(s), 1) for s in summaries]
+    run.requests_per_s = round(statistics.median(run.rounds), 1)
+    keys = [k for k in summaries[0]["latency_us"] if k != "stdev"]
+    run.latency_ms = {k: round(statistics.median(s["latency_us"][k] for s in summaries) / 1000, 2) for k in keys}
+    run.errors = {k: sum(s["errors"][k] for s in summaries) for k in summaries[0]["errors"]}
+    run.requests = sum(s["requests"] for s in summaries)
+    run.bytes = sum(s["bytes"] for s in summaries)
 
 
 def _selected(args: argparse.Namespace, endpoint: Endpoint) -> bool:
@@ -445,6 +480,9 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--threads", type=int, default=2, help="wrk threads (default %(default)s)")
     load.add_argument("--duration", type=int, default=10, help="seconds measured per run (default %(default)s)")
     load.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first (default %(default)s)")
+    load.add_argument(
+        "--rounds", type=int, default=1, help="times every run is repeated, medians reported (default %(default)s)"
+    )
     load.add_argument("--timeout", type=int, default=5, help="wrk's request timeout in seconds (default %(default)s)")
     load.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="service and baseline processes")
     names = [e.name for e in (*ENDPOINTS, *BASELINES)]
@@ -494,22 +532,24 @@ def _bench(args: argparse.Namespace, stamp: str, run_dir: Path) -> int:
         print(f"note: the machine is busy (load average {load_before[0]:.1f}); expect low, noisy numbers")
     dsn = prepare_database(args, run_dir)
     ids = movie_ids(dsn)
-    runs: list[Run] = []
-    size = 0
-    if any(_selected(args, e) for e in ENDPOINTS):
-        service_runs, size = run_service(args, dsn, ids, run_dir)
-        runs += service_runs
-    body_size = args.body_size or size or FALLBACK_BODY_SIZE
-    if not (args.body_size or size):
-        print(f"  (no movie detail to size the constant baseline: {FALLBACK_BODY_SIZE} bytes instead)")
-    options = {
-        CONSTANT_BASELINE: ["--size", str(body_size)],
-        FETCH_BASELINE: ["--dsn", dsn],
-    }
-    print(f"baselines: {args.workers} workers each")
-    for baseline in BASELINES:
-        if _selected(args, baseline):
-            runs.append(run_baseline(args, baseline, options[baseline.name], ids, run_dir))
+    with ExitStack() as stack:
+        targets: list[Target] = []
+        size = 0
+        if any(_selected(args, e) for e in ENDPOINTS):
+            base = start_service(stack, args, dsn, run_dir)
+            targets += [Target(e, "service", base) for e in ENDPOINTS if _selected(args, e)]
+            status, body = http_get(f"{base}/api/v1/movies/{ids[0]}")
+            size = len(body) if status == 200 else 0
+        body_size = args.body_size or size or FALLBACK_BODY_SIZE
+        if not (args.body_size or size):
+            print(f"  (no movie detail to size the constant baseline: {FALLBACK_BODY_SIZE} bytes instead)")
+        options = {CONSTANT_BASELINE: ["--size", str(body_size)], FETCH_BASELINE: ["--dsn", dsn]}
+        for baseline in BASELINES:
+            if _selected(args, baseline):
+                print(f"{baseline.name}: {args.workers} workers")
+                base = start_baseline(stack, args, baseline, options[baseline.name], run_dir)
+                targets.append(Target(baseline, "baseline", base))
+        runs = measure(args, targets, ids, run_dir)
     found = checks(runs, [e for e in ENDPOINTS if _selected(args, e)])
     print_report(runs, found)
     passed = all(check.passed for check in found)
@@ -528,6 +568,7 @@ def _bench(args: argparse.Namespace, stamp: str, run_dir: Path) -> int:
             "threads": args.threads,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "rounds": args.rounds,
             "timeout_s": args.timeout,
             "constant_body_bytes": body_size,
             "service_env": args.service_env,
