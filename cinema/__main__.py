@@ -1,4 +1,4 @@
-"""The command line: `python -m cinema serve | migrate | settings` (`--help` lists them)."""
+"""The command line: `python -m cinema serve | migrate | seed | settings` (`--help` lists them)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,42 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (CINEMA_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (CINEMA_WORKERS, default 1)")
     commands.add_parser("migrate", help="apply pending database migrations, then exit")
+    seed = commands.add_parser(
+        "seed",
+        help="fill the database with a generated catalog (no events)",
+        description=SEED_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    seed.add_argument("--movies", type=_positive, required=True, metavar="N", help="how many movies")
+    seed.add_argument("--persons", type=_positive, metavar="M", help="how many persons (default 2*N, at least 10)")
+    seed.add_argument("--seed", type=int, default=1, metavar="S", help="the random seed (default 1)")
+    seed.add_argument(
+        "--replace", action="store_true", help="delete the whole catalog and the event log first, then seed"
+    )
     commands.add_parser("settings", help="print the effective settings (secrets redacted)")
     token = commands.add_parser("token", help="print a write token signed with CINEMA_JWT_SECRET")
     token.add_argument("--subject", default="cli", help="the token's `sub` claim (default: cli)")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default: 3600)")
     return parser
+
+
+SEED_DESCRIPTION = """\
+Apply pending migrations, then write a realistic catalog straight into the database:
+genres, countries, persons, movies with their genres, countries and credits.
+The same --seed writes the same rows. A catalog that already has rows is left alone
+(exit status 1) unless --replace is given, which deletes every catalog row and the
+event log first: for development and benchmark databases, never a real catalog.
+
+Seeding writes no outbox events: a seeded catalog is a starting state, not a
+history, so nothing is published and the change feed starts after it.
+The database is CINEMA_DATABASE_URL, or the embedded one in CINEMA_DATA_DIR."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(settings)
     if args.command == "token":
         return _token(settings, args.subject, args.ttl)
+    if args.command == "seed":
+        return _seed(settings, args)
     print(settings)
     return 0
 
@@ -71,6 +104,29 @@ def _migrate(settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
         apply_migrations(dsn)
+    return 0
+
+
+def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cinema.db.embedded import embedded_postgres
+    from cinema.db.migrate import apply_migrations
+    from cinema.logs import configure_logging
+    from cinema.seed import MIN_PERSONS, CatalogNotEmpty, seed
+
+    if args.persons is not None and args.persons < MIN_PERSONS:
+        print(f"cinema seed: --persons must be at least {MIN_PERSONS}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    with contextlib.ExitStack() as stack:
+        dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
+        apply_migrations(dsn)
+        try:
+            asyncio.run(seed(dsn, args.movies, args.persons, args.seed, args.replace))
+        except CatalogNotEmpty as exc:
+            print(f"cinema seed: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
