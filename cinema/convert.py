@@ -55,6 +55,9 @@ def _text(value: Any, _: type) -> str:
 
 
 def _integer(value: Any, _: type) -> int:
+    # JSON Schema counts 7.0 as an integer (a number with no fractional part), and so do we.
+    if type(value) is float and value.is_integer():
+        value = int(value)
     if type(value) is not int:
         raise _WrongType("must be an integer")
     if not INT64[0] <= value <= INT64[1]:

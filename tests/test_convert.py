@@ -60,3 +60,13 @@ def test_a_list_field_takes_only_an_array(value):
     with pytest.raises(ValidationFailed) as caught:
         structure({"title": "Heat", "genre_ids": value}, MovieCreate)
     assert [(e.field, e.message) for e in caught.value.errors] == [("genre_ids", "must be an array")]
+
+
+def test_an_integer_written_as_a_float_is_an_integer_as_json_schema_says():
+    from cinema.models import ShotPatch
+
+    assert structure({"position": 7.0}, ShotPatch).position == 7
+    with pytest.raises(ValidationFailed):
+        structure({"position": 7.5}, ShotPatch)
+    with pytest.raises(ValidationFailed):
+        structure({"position": True}, ShotPatch)
