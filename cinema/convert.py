@@ -55,8 +55,9 @@ def _text(value: Any, _: type) -> str:
 
 
 def _integer(value: Any, _: type) -> int:
-    # JSON Schema counts 7.0 as an integer (a number with no fractional part), and so do we.
-    if type(value) is float and value.is_integer():
+    # JSON Schema counts 7.0 as an integer (a number with no fractional part), and so do we,
+    # while the float holds it exactly (below 2**53; orjson reads larger literals as floats).
+    if type(value) is float and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     if type(value) is not int:
         raise _WrongType("must be an integer")

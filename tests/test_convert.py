@@ -70,3 +70,5 @@ def test_an_integer_written_as_a_float_is_an_integer_as_json_schema_says():
         structure({"position": 7.5}, ShotPatch)
     with pytest.raises(ValidationFailed):
         structure({"position": True}, ShotPatch)
+    with pytest.raises(ValidationFailed):  # what orjson makes of -9223372036854775809
+        structure({"position": -9.223372036854776e18}, ShotPatch)
