@@ -80,6 +80,12 @@ def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey]) -> PageQ
     return PageQuery(sort=sort, limit=limit, after=after)
 
 
+def page_ident(query: PageQuery) -> str:
+    """A page's identity as a cache key: its sort, size and position (same page, same string)."""
+    after = "" if query.after is None else orjson.dumps(query.after).decode()
+    return f"{query.sort}:{query.limit}:{after}"
+
+
 def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | None:
     try:
         decoded = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
