@@ -169,7 +169,7 @@ class Settings:
     )
     redis_retry: float = attrs.field(
         default=1.0,
-        validator=_between(0.01, 600),
+        validator=_between(0.001, 600),
         metadata={"doc": "Seconds the cache leaves Redis alone after a failure before trying it again."},
     )
     # Logging

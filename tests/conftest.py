@@ -165,6 +165,17 @@ def cache_settings(settings: Settings, redis_server_url: str, redis_prefix: str)
     return attrs.evolve(settings, redis_url=redis_server_url, redis_prefix=redis_prefix, redis_retry=0.05)
 
 
+@pytest.fixture(params=["in-process", "redis"])
+def cache_layers(request: pytest.FixtureRequest) -> str:
+    """Run the test with the in-process cache layer alone, then with Redis behind it."""
+    return str(request.param)
+
+
+@pytest.fixture
+def layered_settings(request: pytest.FixtureRequest, cache_layers: str, settings: Settings) -> Settings:
+    return request.getfixturevalue("cache_settings") if cache_layers == "redis" else settings
+
+
 class RedisProcess:
     """A redis-server of the test's own, to stop, pause and restart mid-test."""
 

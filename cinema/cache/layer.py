@@ -12,9 +12,9 @@ with no scan. An entity counter (`genre:5`) drops the one key of each kind keyed
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from time import monotonic
 
 import attrs
 
@@ -67,7 +67,7 @@ class LocalLayer:
         item = self._entries.get(key)
         if item is None:
             return None
-        if item[1] <= time.monotonic():
+        if item[1] <= monotonic():
             self._remove(key)
             return None
         self._entries.move_to_end(key)
@@ -84,7 +84,7 @@ class LocalLayer:
             return False
         if key in self._entries:
             self._remove(key)
-        self._entries[key] = (entry, time.monotonic() + self._ttls[name])
+        self._entries[key] = (entry, monotonic() + self._ttls[name])
         self._bytes += cost
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             self._remove(next(iter(self._entries)))

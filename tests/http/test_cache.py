@@ -18,19 +18,9 @@ from tests.conftest import eventually
 BASE = "/api/v1/genres"
 
 
-@pytest.fixture(params=["in-process", "redis"])
-def mode(request):
-    return request.param
-
-
 @pytest.fixture
-def app_settings(request, mode, settings):
-    return request.getfixturevalue("cache_settings") if mode == "redis" else settings
-
-
-@pytest.fixture
-async def app(app_settings, db):
-    return create_app(app_settings)
+async def app(layered_settings, db):
+    return create_app(layered_settings)
 
 
 async def create(client, name):
@@ -176,7 +166,20 @@ def hold(monkeypatch, name):
     return has_read, release
 
 
-async def test_a_read_that_started_before_a_write_does_not_store_the_old_genre(client, monkeypatch, mode):
+def count_reads(monkeypatch):
+    """Record the ids the catalog reads genres by, and hold every read: (ids, release event)."""
+    original, release, reads = genres.get_genre, asyncio.Event(), []
+
+    async def counted(conn, genre_id):
+        reads.append(genre_id)
+        await release.wait()
+        return await original(conn, genre_id)
+
+    monkeypatch.setattr(genres, "get_genre", counted)
+    return reads, release
+
+
+async def test_a_read_that_started_before_a_write_does_not_store_the_old_genre(client, monkeypatch, cache_layers):
     genre = await create(client, "Drama")
     url = f"{BASE}/{genre['id']}"
     has_read, release = hold(monkeypatch, "get_genre")
@@ -189,11 +192,11 @@ async def test_a_read_that_started_before_a_write_does_not_store_the_old_genre(c
     assert (late.headers["X-Cache"], (await late.json())["name"]) == ("miss", "Dramas")
     again = await get(client, url)
     assert (again.headers["X-Cache"], (await again.json())["name"]) == ("hit", "Dramas")
-    if mode == "redis":
+    if cache_layers == "redis":
         assert client.app[CACHE].cache_stats().refused == 1  # Redis refused it too
 
 
-async def test_a_list_read_that_started_before_a_write_does_not_store_the_old_page(client, monkeypatch, mode):
+async def test_a_list_read_that_started_before_a_write_does_not_store_the_old_page(client, monkeypatch, cache_layers):
     await create(client, "Drama")
     has_read, release = hold(monkeypatch, "list_genres")
     early = asyncio.create_task(client.get(BASE))
@@ -202,7 +205,7 @@ async def test_a_list_read_that_started_before_a_write_does_not_store_the_old_pa
     release.set()
     assert [g["name"] for g in (await (await early).json())["items"]] == ["Drama"]
     assert await names(client) == ["Drama", "Comedy"]
-    if mode == "redis":
+    if cache_layers == "redis":
         assert client.app[CACHE].cache_stats().refused == 1
 
 
@@ -222,24 +225,14 @@ async def test_a_read_after_the_write_does_not_join_a_read_that_started_before(c
 async def test_concurrent_misses_of_one_key_make_one_catalog_read(client, monkeypatch):
     genre = await create(client, "Drama")
     url = f"{BASE}/{genre['id']}"
-    original = genres.get_genre
-    release = asyncio.Event()
-    reads = 0
-
-    async def counted(conn, genre_id):
-        nonlocal reads
-        reads += 1
-        await release.wait()
-        return await original(conn, genre_id)
-
-    monkeypatch.setattr(genres, "get_genre", counted)
+    reads, release = count_reads(monkeypatch)
     readers = [asyncio.create_task(client.get(url)) for _ in range(20)]
     await eventually(lambda: client.app[CACHE].cache_stats().joined == 19)
     release.set()
     responses = await asyncio.gather(*readers)
     assert {r.status for r in responses} == {200}
     assert {r.headers["X-Cache"] for r in responses} == {"miss"}
-    assert reads == 1
+    assert reads == [genre["id"]]
 
 
 async def test_with_the_cache_turned_off_reads_go_to_the_catalog(aiohttp_client, settings, db):
