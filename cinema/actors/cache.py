@@ -46,9 +46,9 @@ from cinema.etags import etag
 
 log = structlog.get_logger("cinema.cache")
 
-# A process that finds another one loading a key looks again after 1, 2, 4 ... 128 ms (255 ms
-# in all), then reads the catalog itself.
-WAITS = tuple(0.001 * 2**i for i in range(8))
+# A process that finds another one loading a key looks again after 1, 2, 4 ... 256 ms (511 ms
+# in all, within the lock's life), then reads the catalog itself.
+WAITS = tuple(0.001 * 2**i for i in range(9))
 APPLIED = 4096  # ids of events already applied, remembered so the bus does not apply them twice
 BATCH = 1000  # events invalidated together
 
