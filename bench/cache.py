@@ -68,6 +68,18 @@ def scratch_database(server_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def listening(argv: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `argv` until the block ends; yields its base URL once `port` accepts connections."""
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextlib.contextmanager
 def server(database_url: str, **settings: str) -> Iterator[str]:
     """A cinema process on a free port, with production logging; yields its base URL."""
     port = free_port()
@@ -79,13 +91,8 @@ def server(database_url: str, **settings: str) -> Iterator[str]:
         "CINEMA_LOG_LEVEL": "info",
         **{f"CINEMA_{k.upper()}": v for k, v in settings.items()},
     }
-    process = subprocess.Popen([sys.executable, "-m", "cinema", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(30)
+    with listening([sys.executable, "-m", "cinema", "serve"], port, env) as base:
+        yield base
 
 
 @contextlib.contextmanager
@@ -94,13 +101,10 @@ def baseline(body: bytes) -> Iterator[str]:
     port = free_port()
     path = RESULTS / f"baseline-{port}.json"
     path.write_bytes(body)
-    process = subprocess.Popen([sys.executable, __file__, "--serve-baseline", str(port), str(path)])
     try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
+        with listening([sys.executable, __file__, "--serve-baseline", str(port), str(path)], port) as base:
+            yield base
     finally:
-        process.terminate()
-        process.wait(30)
         path.unlink()
 
 
