@@ -250,13 +250,16 @@ class CacheActor(Actor):
         for event in fresh:
             for counter in bumped(event.type, event.entity_id, event.affected_movie_ids):
                 seqs[counter] = max(seqs.get(counter, 0), event.seq)
+        # Redis first: once this process's layer forgets a key, its next read goes to Redis, which
+        # must not still accept the old entry (another process's NOTIFY can arrive before the
+        # writer has raised the counters there). Reads in flight meanwhile are detached below.
+        if self.shared is not None:
+            await self.shared.invalidate(seqs)
         for key in self.layer.invalidate(seqs):
             flight = self._flights.pop(key, None)
             if flight is not None:
                 flight.stale = True
         self._invalidations += len(seqs)
-        if self.shared is not None:
-            await self.shared.invalidate(seqs)
         for event in fresh:
             if len(self._applied) == APPLIED:
                 self._applied_set.discard(self._applied[0])
@@ -264,13 +267,13 @@ class CacheActor(Actor):
             self._applied_set.add(event.seq)
 
     async def _flush(self) -> None:
+        if self.shared is not None:  # first, for the reason `_invalidate` gives
+            await self.shared.bump_epoch()
         self.layer.clear()
         for flight in self._flights.values():
             flight.stale = True
         self._flights.clear()
         self._flushes += 1
-        if self.shared is not None:
-            await self.shared.bump_epoch()
 
     # -- visibility -------------------------------------------------------------------
 

@@ -138,3 +138,39 @@ async def test_a_missed_gap_on_one_instance_drops_the_shared_entries_for_all(sha
     await eventually(lambda: not second.app[CACHE].shared.dirty and second.app[CACHE].cache_stats().flushes == 1)
     resp = await second.get(url)
     assert resp.headers["X-Cache"] == "miss"
+
+
+async def test_an_instance_that_hears_of_a_write_before_redis_does_never_stores_the_old_value(shared, monkeypatch):
+    first, second = shared
+    genre = await (await first.post(BASE, json={"name": "Drama"})).json()
+    url = f"{BASE}/{genre['id']}"
+    await first.get(url)  # "Drama" in Redis
+    assert (await second.get(url)).headers["X-Cache"] == "hit"  # and in the second's own layer
+    held = []
+    counter = f"genre:{genre['id']}"
+    for client in (first, second):  # hold both instances' invalidations of the update in Redis
+        store = client.app[CACHE].shared
+        entered, release, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def invalidate(counters, original=store.invalidate, entered=entered, release=release, done=done):
+            if counter not in counters:  # the creation, heard late
+                return await original(counters)
+            entered.set()
+            await release.wait()
+            try:
+                return await original(counters)
+            finally:
+                done.set()
+
+        monkeypatch.setattr(store, "invalidate", invalidate)
+        held.append((entered, release, done))
+    writing = asyncio.create_task(first.patch(url, json={"name": "Dramas"}))
+    entered, release, done = held[1]
+    await entered.wait()  # the second heard of the write; Redis still accepts "Drama"
+    assert await name_at(second, url) == "Drama"  # not converged yet: fine, but it must not keep it
+    release.set()
+    await done.wait()
+    assert await name_at(second, url) == "Dramas"
+    held[0][1].set()
+    assert (await writing).status == 200
+    assert await name_at(second, url) == "Dramas"
