@@ -5,7 +5,8 @@ and unwinds them in reverse at shutdown, so a start-up that fails half-way stops
 what had started.
 
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
-    -> migrations -> pool -> remote events (other instances' commits onto the local bus) -> actors
+    -> migrations -> pool -> remote events (other instances' commits onto the local bus)
+    -> Redis (when configured) -> actors (catalog, then the cache that reads through it)
 """
 
 from __future__ import annotations
@@ -18,19 +19,34 @@ import asyncpg
 from aiohttp import web
 
 from cinema.actors.base import Actor
+from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
+from cinema.cache.kinds import KINDS
+from cinema.cache.shared import SharedStore
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
 from cinema.http import changes, countries, credits, genres, health, movies, openapi, persons, shots
 from cinema.http.auth import TokenVerifier, auth_middleware
-from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
+from cinema.http.keys import (
+    ACTORS,
+    BUS,
+    CACHE,
+    CATALOG,
+    DSN,
+    MIGRATIONS,
+    ORIGIN,
+    POOL,
+    REMOTE_EVENTS,
+    SETTINGS,
+    SHARED_CACHE,
+)
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
 from cinema.http.ratelimit import ratelimit_middleware
-from cinema.settings import Settings
+from cinema.settings import Settings, parse_ttls
 
 
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
@@ -51,6 +67,7 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(remote_events_ctx)
+    app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
@@ -109,6 +126,32 @@ async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:
         await feed.stop()
 
 
+async def shared_cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Redis layer of the cache, when a Redis is configured (no connection is made yet)."""
+    settings = app[SETTINGS]
+    if settings.redis_url is None or not settings.cache_enabled:
+        yield
+        return
+    store = SharedStore(
+        settings.redis_url,
+        settings.redis_prefix,
+        cache_ttls(settings),
+        timeout=settings.redis_timeout,
+        retry=settings.redis_retry,
+    )
+    await store.start()
+    app[SHARED_CACHE] = store
+    try:
+        yield
+    finally:
+        await store.stop()
+
+
+def cache_ttls(settings: Settings) -> dict[str, float]:
+    """Each kind's TTL: its default, or the CINEMA_CACHE_TTLS override."""
+    return {name: kind.ttl for name, kind in KINDS.items()} | parse_ttls(settings.cache_ttls)
+
+
 def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -116,6 +159,18 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
         async with ActorSystem(on_failure=on_fatal, shutdown_timeout=settings.shutdown_timeout) as system:
             app[ACTORS] = system
             app[CATALOG] = system.spawn(CatalogActor(app[POOL], app[BUS], app[ORIGIN], **options))
+            if settings.cache_enabled:
+                cache = CacheActor(
+                    app[CATALOG],
+                    app[BUS],
+                    KINDS.values(),
+                    cache_ttls(settings),
+                    max_entries=settings.cache_entries,
+                    max_bytes=settings.cache_bytes,
+                    shared=app.get(SHARED_CACHE),
+                    **options,
+                )
+                app[CACHE] = system.spawn(cache)
             yield
 
     return actors_ctx

@@ -49,6 +49,39 @@ def _one_of(*choices: str) -> typing.Callable[[typing.Any, attrs.Attribute[typin
     return check
 
 
+def _redis_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
+    if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(
+            f"{env_name(attribute.name)}: must be a redis://, rediss:// or unix:// URL, got {redact_url(value)}"
+        )
+
+
+def _cache_ttls(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str) -> None:
+    try:
+        parse_ttls(value)
+    except ValueError as exc:
+        raise SettingsError(f"{env_name(attribute.name)}: {exc}") from None
+
+
+def parse_ttls(value: str) -> dict[str, float]:
+    """`kind=seconds,kind=seconds` -> {kind: seconds}; kinds are those of cinema.cache.kinds."""
+    from cinema.cache.kinds import KINDS  # the kinds table imports nothing of the settings
+
+    ttls = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, _, seconds = item.partition("=")
+        name = name.strip()
+        if name not in KINDS:
+            raise ValueError(f"unknown cache kind {name!r} (known: {', '.join(sorted(KINDS))})")
+        try:
+            ttls[name] = float(seconds)
+        except ValueError:
+            raise ValueError(f"expected kind=seconds, got {item!r}") from None
+        if not 1 <= ttls[name] <= 7 * 86400:
+            raise ValueError(f"the TTL of {name!r} must be between 1 and 604800 seconds, got {seconds.strip()}")
+    return ttls
+
+
 def _postgres_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
     if value is not None and urlsplit(value).scheme not in ("postgres", "postgresql"):
         raise SettingsError(f"{env_name(attribute.name)}: must be a postgresql:// URL, got {redact_url(value)}")
@@ -122,6 +155,45 @@ class Settings:
         default=10.0,
         validator=_between(0, 600),
         metadata={"doc": "Seconds given to in-flight work to finish on stop."},
+    )
+    # Cache
+    cache_enabled: bool = attrs.field(
+        default=True,
+        metadata={"doc": "Serve cached reads through the cache actor; off: every read goes to PostgreSQL."},
+    )
+    cache_entries: int = attrs.field(
+        default=10_000,
+        validator=_between(0, 10_000_000),
+        metadata={"doc": "Most entries the in-process cache layer holds per process (0: no in-process layer)."},
+    )
+    cache_bytes: int = attrs.field(
+        default=64 * 1024 * 1024,
+        validator=_between(0, 64 * 1024 * 1024 * 1024),
+        metadata={"doc": "Most bytes of bodies the in-process cache layer holds per process."},
+    )
+    cache_ttls: str = attrs.field(
+        default="",
+        validator=_cache_ttls,
+        metadata={"doc": "Per-kind TTL overrides in seconds, `kind=seconds,...` (defaults in the README)."},
+    )
+    redis_url: str | None = attrs.field(
+        default=None,
+        repr=redact_url,
+        validator=_redis_url,
+        metadata={"doc": "Redis shared by every process as the cache. Unset: the in-process layer alone."},
+    )
+    redis_prefix: str = attrs.field(
+        default="cinema", metadata={"doc": "Prefix of every Redis key, so deployments can share a Redis."}
+    )
+    redis_timeout: float = attrs.field(
+        default=0.1,
+        validator=_between(0.001, 10),
+        metadata={"doc": "Seconds one Redis operation may take before the cache treats Redis as down."},
+    )
+    redis_retry: float = attrs.field(
+        default=1.0,
+        validator=_between(0.001, 600),
+        metadata={"doc": "Seconds the cache leaves Redis alone after a failure before trying it again."},
     )
     # Logging
     log_level: str = attrs.field(

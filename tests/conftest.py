@@ -14,12 +14,18 @@ import inspect
 import os
 import secrets
 import shutil
+import signal
+import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import attrs
+import coredis
 import psycopg
 import pytest
 from aiohttp import web
@@ -128,3 +134,113 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
             if result:
                 return
             await asyncio.sleep(0.002)
+
+
+# -- Redis ---------------------------------------------------------------------------
+
+
+def _redis_reachable(url: str) -> str | None:
+    """None when a Redis answers PING at `url`, else why not."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError as exc:
+        return str(exc)
+    return None if reply.startswith((b"+PONG", b"-NOAUTH")) else f"unexpected reply {reply!r}"
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """The Redis the tests share (`CINEMA_TEST_REDIS_URL`, default the local one)."""
+    url = os.environ.get("CINEMA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    problem = _redis_reachable(url)
+    if problem is not None:
+        service_unavailable(f"Redis at {url} is unreachable: {problem}")
+    return url
+
+
+@pytest.fixture
+async def redis_prefix(redis_server_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own (sessions run at once share the Redis); its keys are deleted after."""
+    prefix = f"cinema_test_{secrets.token_hex(4)}"
+    yield prefix
+    await delete_keys(redis_server_url, prefix)
+
+
+async def delete_keys(url: str, prefix: str) -> None:
+    client = coredis.Redis.from_url(url)
+    async with client:  # entered and left in this one task, as coredis 6 requires
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(keys)
+
+
+@pytest.fixture
+def cache_settings(settings: Settings, redis_server_url: str, redis_prefix: str) -> Settings:
+    """The test settings with the shared Redis layer on."""
+    return attrs.evolve(settings, redis_url=redis_server_url, redis_prefix=redis_prefix, redis_retry=0.05)
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def cache_layers(request: pytest.FixtureRequest) -> str:
+    """Run the test with the in-process cache layer alone, then with Redis behind it."""
+    return str(request.param)
+
+
+@pytest.fixture
+def layered_settings(request: pytest.FixtureRequest, cache_layers: str, settings: Settings) -> Settings:
+    return request.getfixturevalue("cache_settings") if cache_layers == "redis" else settings
+
+
+class RedisProcess:
+    """A redis-server of the test's own, to stop, pause and restart mid-test."""
+
+    def __init__(self, directory: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while _redis_reachable(self.url) is not None:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def pause(self) -> None:
+        """Stop answering, keeping the data: a hung or unreachable Redis."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def redis_process(tmp_path: os.PathLike[str]) -> Iterator[RedisProcess]:
+    if shutil.which("redis-server") is None:
+        service_unavailable("redis-server is not installed")
+    server = RedisProcess(str(tmp_path))
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.resume()
+            server.kill()

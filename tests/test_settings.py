@@ -70,3 +70,39 @@ def test_every_setting_is_in_the_readme_table_with_its_default():
         row = next((line for line in table.splitlines() if line.startswith(f"| `{name}`")), None)
         assert row is not None, f"{name} is missing from the README configuration table"
     assert len(ENV_NAMES) == len(attrs.fields(Settings))
+
+
+def test_cache_settings_are_parsed_and_checked():
+    settings = Settings.from_env(
+        {
+            "CINEMA_REDIS_URL": "redis://:hunter2@cache:6379/2",
+            "CINEMA_CACHE_TTLS": "genre=30, genres=5.5",
+            "CINEMA_CACHE_ENTRIES": "0",
+        }
+    )
+    assert settings.cache_ttls == "genre=30, genres=5.5"
+    assert settings.cache_entries == 0
+    assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CINEMA_REDIS_URL": "http://cache:6379"}, "CINEMA_REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
+        ({"CINEMA_CACHE_TTLS": "film=30"}, "CINEMA_CACHE_TTLS: unknown cache kind 'film'"),
+        ({"CINEMA_CACHE_TTLS": "genre"}, "CINEMA_CACHE_TTLS: expected kind=seconds, got 'genre'"),
+        ({"CINEMA_CACHE_TTLS": "genre=0"}, "CINEMA_CACHE_TTLS: the TTL of 'genre' must be between 1 and 604800"),
+        ({"CINEMA_REDIS_TIMEOUT": "0"}, "CINEMA_REDIS_TIMEOUT: must be between 0.001 and 10"),
+    ],
+)
+def test_bad_cache_settings_name_the_variable(env, message):
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_every_cache_kind_has_its_default_ttl_in_the_readme():
+    from cinema.cache.kinds import KINDS
+
+    text = README.read_text()
+    for kind in KINDS.values():
+        assert f"| `{kind.name}` | {kind.ttl:g} |" in text, f"cache kind {kind.name} is missing from the README"

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import attrs
@@ -117,6 +118,14 @@ class Actor:
 
     async def on_stop(self) -> None:
         """Runs after the workers stopped, at every stop or crash of the loop."""
+
+    def loops(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        """Long-running coroutines of the actor besides its workers (a subscription's consumer).
+
+        They run in the workers' task group: one that fails crashes the loop, which the
+        supervision restarts like any other crash.
+        """
+        return ()
 
     # -- messaging -----------------------------------------------------------------
 
@@ -224,6 +233,8 @@ class Actor:
         await self.on_start()
         try:
             async with asyncio.TaskGroup() as workers:
+                for loop in self.loops():
+                    workers.create_task(loop(), name=f"actor:{self.name}:{loop.__name__}")
                 for i in range(self.concurrency):
                     workers.create_task(self._work(), name=f"actor:{self.name}:{i}")
         finally:

@@ -370,8 +370,7 @@ class CatalogActor(Actor):
                 continue
             except DATABASE_DOWN as exc:
                 raise _unavailable(exc) from exc
-            for event in events:
-                self.bus.publish(event)
+            await self.bus.committed(events)  # the cache has dropped what they change when this returns
             return result
         raise AssertionError("unreachable")
 

@@ -13,11 +13,14 @@ from the events (the cache drops everything).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
+import structlog
+
+log = structlog.get_logger("cinema.bus")
 
 
 class Topical(Protocol):
@@ -109,9 +112,31 @@ class Subscription:
             yield await self.get()
 
 
+CommitHook = Callable[[Sequence[Any]], Awaitable[None]]
+
+
 class LocalBus:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
+        self._commit_hooks: list[CommitHook] = []
+
+    def on_commit(self, hook: CommitHook) -> None:
+        """Have every writer of this process await `hook(events)` after its commit, before it
+        replies (the cache drops what the events change there: read-your-writes). A hook must
+        not fail the write, which has committed: it handles its own errors."""
+        self._commit_hooks.append(hook)
+
+    async def committed(self, events: Sequence[Topical]) -> None:
+        """Publish a transaction's events, then wait for the commit hooks."""
+        if not events:
+            return
+        for event in events:
+            self.publish(event)
+        for hook in self._commit_hooks:
+            try:
+                await hook(events)
+            except Exception:
+                log.exception("commit_hook_failed")
 
     def subscribe(self, *patterns: str, maxsize: int = 10_000) -> Subscription:
         if not patterns:

@@ -93,6 +93,12 @@ def page_query(params: Mapping[str, str], sorts: Mapping[str, SortKey], default_
 _FROM_TEXT: dict[type, Any] = {dt.date: dt.date.fromisoformat, dt.datetime: dt.datetime.fromisoformat}
 
 
+def page_ident(query: PageQuery) -> str:
+    """A page's identity as a cache key: its sort, size and position (same page, same string)."""
+    after = "" if query.after is None else orjson.dumps(query.after).decode()
+    return f"{query.sort}:{query.limit}:{after}"
+
+
 def _decode_cursor(cursor: str, sort: str, key: SortKey) -> tuple[Any, int] | None:
     try:
         decoded = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from cinema.actors.catalog import CreateCountries, DeleteCountry, GetCountry, ListCountries, PatchCountry
+from cinema.cache.kinds import COUNTRIES, COUNTRY
 from cinema.convert import structure, structure_bulk
 from cinema.db.countries import SORTS
-from cinema.db.pages import page_query
+from cinema.db.pages import page_ident, page_query
+from cinema.http.cached import cached
 from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
@@ -31,16 +33,16 @@ TAG = "countries"
 )
 async def list_countries(request: web.Request) -> web.Response:
     reject_unknown(request.query, LIST_PARAMS)
-    page = await request.app[CATALOG].ask(ListCountries(page_query(request.query, SORTS)))
-    return json_response(request, page.render())
+    query = page_query(request.query, SORTS)
+    return await cached(request, COUNTRIES, page_ident(query), ListCountries(query))
 
 
 @routes.get(BASE + r"/{id:\d+}")
 @describe("Get a country", tag=TAG, response=Country, errors=(404,), conditional=True)
 async def get_country(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
-    doc = await request.app[CATALOG].ask(GetCountry(path_id(request)))
-    return json_response(request, doc.encode())
+    country_id = path_id(request)
+    return await cached(request, COUNTRY, str(country_id), GetCountry(country_id))
 
 
 @routes.post(BASE)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from cinema.actors.catalog import AddCredit, DeleteCredit, GetCredit, ListPersonCredits, PatchCredit
+from cinema.cache.kinds import FILMOGRAPHY
 from cinema.convert import structure
 from cinema.db.credits import PERSON_CREDIT_SORTS
-from cinema.db.pages import page_query
+from cinema.db.pages import page_ident, page_query
+from cinema.http.cached import cached
 from cinema.http.io import json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, PageOf, describe, sort_param
@@ -81,5 +83,6 @@ async def delete_credit(request: web.Request) -> web.Response:
 async def list_person_credits(request: web.Request) -> web.Response:
     reject_unknown(request.query, ("limit", "sort", "cursor"))
     query = page_query(request.query, PERSON_CREDIT_SORTS)
-    page = await request.app[CATALOG].ask(ListPersonCredits(path_id(request), query))
-    return json_response(request, page.render())
+    person_id = path_id(request)
+    ident = f"{person_id}|{page_ident(query)}"
+    return await cached(request, FILMOGRAPHY, ident, ListPersonCredits(person_id, query))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from cinema.actors.catalog import CreateGenres, DeleteGenre, GetGenre, ListGenres, PatchGenre
+from cinema.cache.kinds import GENRE, GENRES
 from cinema.convert import structure, structure_bulk
 from cinema.db.genres import SORTS
-from cinema.db.pages import page_query
+from cinema.db.pages import page_ident, page_query
+from cinema.http.cached import cached
 from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
@@ -31,16 +33,16 @@ TAG = "genres"
 )
 async def list_genres(request: web.Request) -> web.Response:
     reject_unknown(request.query, LIST_PARAMS)
-    page = await request.app[CATALOG].ask(ListGenres(page_query(request.query, SORTS)))
-    return json_response(request, page.render())
+    query = page_query(request.query, SORTS)
+    return await cached(request, GENRES, page_ident(query), ListGenres(query))
 
 
 @routes.get(BASE + r"/{id:\d+}")
 @describe("Get a genre", tag=TAG, response=Genre, errors=(404,), conditional=True)
 async def get_genre(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
-    doc = await request.app[CATALOG].ask(GetGenre(path_id(request)))
-    return json_response(request, doc.encode())
+    genre_id = path_id(request)
+    return await cached(request, GENRE, str(genre_id), GetGenre(genre_id))
 
 
 @routes.post(BASE)

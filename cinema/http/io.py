@@ -48,12 +48,18 @@ def reject_unknown(params: Mapping[str, str], known: Collection[str]) -> None:
 
 
 def json_response(
-    request: web.Request, body: bytes, *, status: int = 200, headers: dict[str, str] | None = None
+    request: web.Request,
+    body: bytes,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    tag: str | None = None,
 ) -> web.Response:
-    """A JSON response with a strong ETag; 304 when the client's If-None-Match already has it."""
-    tag = etag(body)
+    """A JSON response with a strong ETag (`tag` when the caller has it: a cache entry keeps
+    the ETag of its body); 304, with the same headers, when If-None-Match already has it."""
+    tag = tag or etag(body)
     if status == 200 and _not_modified(request, tag):
-        return web.Response(status=304, headers={"ETag": tag})
+        return web.Response(status=304, headers={**(headers or {}), "ETag": tag})
     response = web.Response(body=body, status=status, content_type=JSON, headers=headers)
     response.headers["ETag"] = tag
     return response

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
+from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
+from cinema.cache.shared import SharedStore
 from cinema.etags import Tagged
 from cinema.settings import Settings
 
@@ -22,3 +24,5 @@ MIGRATIONS = web.AppKey("migrations", tuple)  # ids of the migrations this code 
 ORIGIN = web.AppKey("origin", str)  # this app instance's name in commit notifications
 REMOTE_EVENTS = web.AppKey("remote_events", RemoteEvents)
 OPENAPI = web.AppKey("openapi", Tagged)  # the OpenAPI document, generated at start-up
+CACHE = web.AppKey("cache", CacheActor)  # absent when CINEMA_CACHE_ENABLED is off
+SHARED_CACHE = web.AppKey("shared_cache", SharedStore)  # absent without CINEMA_REDIS_URL

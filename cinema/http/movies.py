@@ -18,10 +18,12 @@ from cinema.actors.catalog import (
     PatchMovie,
     UnlinkMovie,
 )
+from cinema.cache.kinds import MOVIE, MOVIES
 from cinema.convert import structure, structure_bulk
 from cinema.db.movies import MAX_VALUES, SORTS, MovieFilter
-from cinema.db.pages import page_query
+from cinema.db.pages import page_ident, page_query
 from cinema.errors import BadRequest, FieldError
+from cinema.http.cached import cached
 from cinema.http.io import json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, Param, describe, sort_param
@@ -96,8 +98,8 @@ async def list_movies(request: web.Request) -> web.Response:
         errors += exc.errors
     if errors:
         raise BadRequest("Invalid query parameters.", errors=errors)
-    page = await request.app[CATALOG].ask(ListMovies(movie_filter, query))
-    return json_response(request, page.render())
+    ident = f"{page_ident(query)}|{movie_filter!r}"
+    return await cached(request, MOVIES, ident, ListMovies(movie_filter, query))
 
 
 def movie_filter_of(params: MultiMapping[str], errors: list[FieldError]) -> MovieFilter:
@@ -166,8 +168,8 @@ def _is_year(value: str) -> bool:
 )
 async def get_movie(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
-    doc = await request.app[CATALOG].ask(GetMovie(path_id(request)))
-    return json_response(request, doc.encode())
+    movie_id = path_id(request)
+    return await cached(request, MOVIE, str(movie_id), GetMovie(movie_id))
 
 
 @routes.post(BASE)

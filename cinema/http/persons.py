@@ -9,9 +9,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from cinema.actors.catalog import CreatePersons, DeletePerson, GetPerson, ListPersons, PatchPerson
+from cinema.cache.kinds import PERSON, PERSONS
 from cinema.convert import structure, structure_bulk
-from cinema.db.pages import page_query
+from cinema.db.pages import page_ident, page_query
 from cinema.db.persons import SORTS
+from cinema.http.cached import cached
 from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
@@ -35,16 +37,16 @@ TAG = "persons"
 )
 async def list_persons(request: web.Request) -> web.Response:
     reject_unknown(request.query, LIST_PARAMS)
-    page = await request.app[CATALOG].ask(ListPersons(page_query(request.query, SORTS)))
-    return json_response(request, page.render())
+    query = page_query(request.query, SORTS)
+    return await cached(request, PERSONS, page_ident(query), ListPersons(query))
 
 
 @routes.get(BASE + r"/{id:\d+}")
 @describe("Get a person", tag=TAG, response=Person, errors=(404,), conditional=True)
 async def get_person(request: web.Request) -> web.Response:
     reject_unknown(request.query, ())
-    doc = await request.app[CATALOG].ask(GetPerson(path_id(request)))
-    return json_response(request, doc.encode())
+    person_id = path_id(request)
+    return await cached(request, PERSON, str(person_id), GetPerson(person_id))
 
 
 @routes.post(BASE)

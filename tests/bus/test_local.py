@@ -86,3 +86,23 @@ async def test_a_gap_wakes_a_waiting_subscriber_and_reaches_a_full_one():
     assert await getter == Missed(None)
     assert await full.get() == Missed(None)  # reported before the queued event
     assert await full.get() == Note("movie.created", 1)
+
+
+async def test_committed_publishes_then_awaits_every_commit_hook_and_survives_a_failing_one():
+    bus = LocalBus()
+    subscription = bus.subscribe("#")
+    seen = []
+
+    async def failing(events):
+        raise RuntimeError("hook broke")
+
+    async def recording(events):
+        seen.append([e.n for e in events])
+
+    bus.on_commit(failing)
+    bus.on_commit(recording)
+    await bus.committed([Note("genre.created", 1), Note("genre.updated", 2)])
+    assert seen == [[1, 2]]  # after the failing hook, still called, and before committed returned
+    assert [subscription.get_nowait().n, subscription.get_nowait().n] == [1, 2]
+    await bus.committed([])
+    assert seen == [[1, 2]]  # no events, no hooks

@@ -86,7 +86,8 @@ async def test_a_crash_inside_the_catalog_actor_is_a_500_without_internals_then_
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    # One slot in the mailbox and one worker, so the test can saturate the catalog.
+    # One slot in the mailbox and one worker, so the test can saturate the catalog; no cache,
+    # whose single flight would fold the test's concurrent reads of one genre into one.
     return Settings(
         database_url=database_url,
         migrate_on_start=False,
@@ -94,6 +95,7 @@ def settings(database_url, tmp_path):
         db_pool_size=1,
         mailbox_size=1,
         ask_timeout=5,
+        cache_enabled=False,
     )
 
 

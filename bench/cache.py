@@ -1,0 +1,241 @@
+"""Cache benchmark: genre reads with the cache off and on, against a constant-JSON baseline, and
+how fast a write on one instance reaches another.
+
+    python bench/cache.py [--duration 10] [--connections 64] [--writes 200]
+
+Needs PostgreSQL (CINEMA_BENCH_DATABASE_URL, default the local server; a scratch database is
+created and dropped), Redis (CINEMA_BENCH_REDIS_URL, default the local one) and `wrk`.
+Each server is `python -m cinema serve` with one worker and production logging (JSON lines at
+info, one per request, written to /dev/null). The baseline is a bare aiohttp app answering a
+constant body of the same size as the endpoint it stands for. Results are printed as a
+Markdown table and written to bench/results/cache.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+GENRES = 50
+LIST = "/api/v1/genres?limit=20"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} did not start")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    name = f"cinema_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path="/" + name))
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def listening(argv: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `argv` until the block ends; yields its base URL once `port` accepts connections."""
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextlib.contextmanager
+def server(database_url: str, **settings: str) -> Iterator[str]:
+    """A cinema process on a free port, with production logging; yields its base URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEMA_")}
+    env |= {
+        "CINEMA_DATABASE_URL": database_url,
+        "CINEMA_PORT": str(port),
+        "CINEMA_LOG_FORMAT": "json",
+        "CINEMA_LOG_LEVEL": "info",
+        **{f"CINEMA_{k.upper()}": v for k, v in settings.items()},
+    }
+    with listening([sys.executable, "-m", "cinema", "serve"], port, env) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def baseline(body: bytes) -> Iterator[str]:
+    """A bare aiohttp app answering `body` as JSON: what a hit should come close to."""
+    port = free_port()
+    path = RESULTS / f"baseline-{port}.json"
+    path.write_bytes(body)
+    try:
+        with listening([sys.executable, __file__, "--serve-baseline", str(port), str(path)], port) as base:
+            yield base
+    finally:
+        path.unlink()
+
+
+def serve_baseline(port: int, path: str) -> None:
+    import uvloop
+    from aiohttp import web
+
+    body = Path(path).read_bytes()
+
+    async def constant(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", constant)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def wrk(url: str, duration: int, connections: int) -> tuple[float, float, float]:
+    """Requests per second, p50 and p99 latency in ms."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rps, _latency(out, "50%"), _latency(out, "99%")
+
+
+def _latency(out: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def seed(base: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        body = [{"name": f"Genre number {i:03d}"} for i in range(GENRES)]
+        async with http.post(f"{base}/api/v1/genres/bulk", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+
+
+async def fetch(base: str, path: str) -> bytes:
+    async with aiohttp.ClientSession() as http, http.get(base + path) as resp:
+        assert resp.status == 200
+        return await resp.read()
+
+
+async def convergence(first: str, second: str, writes: int) -> list[float]:
+    """Seconds from the writer's reply until the other instance serves the new value."""
+    delays = []
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{first}/api/v1/genres", json={"name": "Convergence 0"}) as resp:
+            url = f"/api/v1/genres/{(await resp.json())['id']}"
+        for i in range(1, writes + 1):
+            async with http.patch(first + url, json={"name": f"Convergence {i}"}) as resp:
+                assert resp.status == 200
+            replied = time.perf_counter()
+            while True:
+                async with http.get(second + url) as resp:
+                    name = (await resp.json())["name"]
+                if name == f"Convergence {i}":
+                    break
+                assert name == f"Convergence {i - 1}", f"older value after write {i}: {name}"
+            delays.append(time.perf_counter() - replied)
+    return delays
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--writes", type=int, default=200, help="writes for the convergence measurement")
+    parser.add_argument("--serve-baseline", nargs=2, metavar=("PORT", "BODY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_baseline:
+        serve_baseline(int(args.serve_baseline[0]), args.serve_baseline[1])
+        return 0
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    database = os.environ.get("CINEMA_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis = os.environ.get("CINEMA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    RESULTS.mkdir(exist_ok=True)
+    rows = []
+
+    def measure(label: str, url: str) -> None:
+        rps, p50, p99 = wrk(url, args.duration, args.connections)
+        rows.append((label, rps, p50, p99))
+        print(f"{label:<44} {rps:>9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms", flush=True)
+
+    with scratch_database(database) as dsn:
+        prefix = f"cinema_bench_{secrets.token_hex(4)}"
+        with server(dsn, cache_enabled="false") as base:
+            asyncio.run(seed(base))
+            detail, page = asyncio.run(fetch(base, "/api/v1/genres/1")), asyncio.run(fetch(base, LIST))
+            measure("genre: cache off (PostgreSQL)", base + "/api/v1/genres/1")
+            measure("list page: cache off (PostgreSQL)", base + LIST)
+        with server(dsn) as base:
+            # The app's own cheapest answer (same middlewares and log line): the floor for a hit.
+            measure("app: /health/live (constant, no actor)", base + "/health/live")
+            measure("genre: cache on, in-process layer", base + "/api/v1/genres/1")
+            measure("list page: cache on, in-process layer", base + LIST)
+        with server(dsn, redis_url=redis, redis_prefix=prefix, cache_entries="0") as base:
+            measure("genre: cache on, Redis only (no in-process)", base + "/api/v1/genres/1")
+            measure("list page: cache on, Redis only", base + LIST)
+        with baseline(detail) as base:
+            measure(f"baseline: constant {len(detail)} B JSON", base + "/")
+        with baseline(page) as base:
+            measure(f"baseline: constant {len(page)} B JSON", base + "/")
+        with (
+            server(dsn, redis_url=redis, redis_prefix=prefix) as first,
+            server(dsn, redis_url=redis, redis_prefix=prefix) as second,
+        ):
+            delays = sorted(asyncio.run(convergence(first, second, args.writes)))
+    p50, p99 = statistics.median(delays) * 1000, delays[max(0, int(len(delays) * 0.99) - 1)] * 1000
+    lines = [
+        f"wrk -t2 -c{args.connections} -d{args.duration}s, one worker per server, JSON logging at info",
+        "",
+        "| scenario | req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        *(f"| {label} | {rps:.0f} | {a:.2f} | {b:.2f} |" for label, rps, a, b in rows),
+        "",
+        f"Convergence across two instances (Redis + LISTEN/NOTIFY), {len(delays)} writes: "
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {delays[-1] * 1000:.2f} ms (never an older value)",
+    ]
+    report = "\n".join(lines)
+    print("\n" + report)
+    (RESULTS / "cache.md").write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
