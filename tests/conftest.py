@@ -29,7 +29,7 @@ from cinema.settings import Settings
 REQUIRE_SERVICES = os.environ.get("CINEMA_REQUIRE_SERVICES") == "1"
 
 # Every table the service writes; emptied before each test that uses the database.
-TABLES = "external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres"
+TABLES = "processed_commands, external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres"
 
 
 def service_unavailable(reason: str) -> None:
