@@ -19,7 +19,7 @@ import structlog
 
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
-from cinema.db import genres
+from cinema.db import commands, genres
 from cinema.db.outbox import NewEvent, append_events
 from cinema.db.pages import PageQuery
 from cinema.errors import DomainError, Unavailable
@@ -82,11 +82,22 @@ class DeleteGenre:
     if_match: str | None = None
 
 
+@attrs.frozen
+class ApplyCommands:
+    """Commands from other systems (cinema/bus/commands.py), in order, in one transaction.
+
+    Answers with one `Applied` or `Rejected` per command; raises `CommandRejected` when a
+    command failed in the database (the transaction is lost: apply the rest again without it).
+    """
+
+    commands: tuple[commands.Command, ...]
+
+
 # -- the actor ---------------------------------------------------------------------
 
 
 class CatalogActor(Actor):
-    expected_errors = (DomainError,)
+    expected_errors = (DomainError, commands.CommandRejected)
 
     def __init__(self, pool: asyncpg.Pool, bus: LocalBus, origin: str = "", **options: Any) -> None:
         # As many messages at once as there are connections: more would only queue on the pool.
@@ -108,6 +119,8 @@ class CatalogActor(Actor):
                 return await self._write(genres.patch_genre, genre_id, patch, if_match)
             case DeleteGenre(id=genre_id, if_match=if_match):
                 return await self._write(genres.delete_genre, genre_id, if_match)
+            case ApplyCommands(commands=batch):
+                return await self._write(commands.apply_commands, batch)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
             case _:

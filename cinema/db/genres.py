@@ -137,3 +137,17 @@ async def delete_genre(conn: asyncpg.Connection, genre_id: int, if_match: str | 
     movies = await conn.fetchval(MOVIES_OF_GENRE, genre_id)  # before the cascade removes the links
     await conn.execute(DELETE_GENRE, genre_id)
     return None, [NewEvent("genre.deleted", genre_id, None, tuple(movies))]
+
+
+# -- commands from other systems (cinema/db/commands.py) -----------------------------
+
+
+async def insert_genre(conn: asyncpg.Connection, item: GenreCreate) -> tuple[int, list[NewEvent]]:
+    [(genre_id, _)], events = await create_genres(conn, [item])
+    return genre_id, events
+
+
+async def replace_genre(conn: asyncpg.Connection, genre_id: int, item: GenreCreate) -> tuple[str, list[NewEvent]]:
+    """An upsert of a known genre: its fields as the source sends them; no slug keeps the current one."""
+    patch = GenrePatch(name=item.name, slug=UNSET if item.slug is None else item.slug)
+    return await patch_genre(conn, genre_id, patch, None)

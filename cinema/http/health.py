@@ -1,4 +1,8 @@
-"""Liveness (the process answers) and readiness (it can serve: database reachable, schema current)."""
+"""Liveness (the process answers) and readiness (it can serve: database reachable, schema current).
+
+RabbitMQ, when configured, is reported but does not make the service unready: while it is
+away, writes go on and their events wait in the outbox ("degraded").
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from aiohttp import web
 
 from cinema.actors.catalog import CheckReady
 from cinema.errors import Unavailable
-from cinema.http.keys import CATALOG, MIGRATIONS
+from cinema.http.keys import BROKER, CATALOG, MIGRATIONS
 
 routes = web.RouteTableDef()
 
@@ -22,5 +26,8 @@ async def ready(request: web.Request) -> web.Response:
     missing = await request.app[CATALOG].ask(CheckReady(request.app[MIGRATIONS]), timeout=5)
     if missing:
         raise Unavailable(f"Migrations not applied yet: {', '.join(missing)}.", retry_after=5)
-    body = {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
+    checks = {"database": "ok", "migrations": "ok"}
+    if BROKER in request.app:
+        checks["broker"] = request.app[BROKER].status
+    body = {"status": "ready", "checks": checks}
     return web.Response(body=orjson.dumps(body), content_type="application/json")

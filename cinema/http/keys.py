@@ -7,7 +7,10 @@ from aiohttp import web
 
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
+from cinema.bus.amqp import Broker
+from cinema.bus.commands import CommandConsumer
 from cinema.bus.local import LocalBus
+from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.settings import Settings
 
@@ -20,3 +23,7 @@ CATALOG = web.AppKey("catalog", CatalogActor)
 MIGRATIONS = web.AppKey("migrations", tuple)  # ids of the migrations this code expects
 ORIGIN = web.AppKey("origin", str)  # this app instance's name in commit notifications
 REMOTE_EVENTS = web.AppKey("remote_events", RemoteEvents)
+# Present only when CINEMA_AMQP_URL is set.
+BROKER = web.AppKey("broker", Broker)
+RELAY = web.AppKey("relay", OutboxRelay)
+COMMAND_CONSUMER = web.AppKey("command_consumer", CommandConsumer)

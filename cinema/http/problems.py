@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 import structlog
@@ -12,12 +11,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from cinema.actors.base import ActorStopped, AskTimeout, MailboxFull
-from cinema.errors import DomainError, FieldError
+from cinema.errors import DomainError, FieldError, problem_document
 
 log = structlog.get_logger("cinema.http")
 
 PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "/problems/"
 
 # Framework exceptions (unknown route, wrong method, body over the limit) get the same shape.
 _HTTP_SLUGS = {
@@ -38,15 +36,7 @@ def problem(
     errors: Sequence[FieldError] = (),
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.path,
-    }
-    if errors:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    body = problem_document(status, slug, title, detail, request.path, errors)
     return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 
