@@ -47,7 +47,6 @@ from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
 from cinema.settings import Settings
 
-
 # Seconds a stopping relay gets to mark what the broker confirmed (else those go out again).
 RELAY_GRACE = 2.0
 
