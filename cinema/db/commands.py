@@ -29,7 +29,7 @@ import attrs
 
 from cinema.convert import structure
 from cinema.db.outbox import NewEvent
-from cinema.errors import Conflict, DomainError, FieldError, ValidationFailed
+from cinema.errors import Conflict, DomainError, FieldError, Unavailable, ValidationFailed
 from cinema.models import meta
 
 KINDS = ("movie", "person", "genre", "country")
@@ -186,11 +186,15 @@ async def apply_commands(conn: asyncpg.Connection, commands: Sequence[Command]) 
             continue
         try:
             item = await _prepare(conn, command)
+        except Unavailable:
+            raise  # not the command's fault: the whole batch waits
         except DomainError as exc:  # found before anything was written: the transaction goes on
             outcomes.append(Rejected(exc))
             continue
         try:
             entity_id, new_events = await _apply(conn, command, item, entities[command.key])
+        except Unavailable:
+            raise
         except DomainError as exc:
             raise CommandRejected(index, exc) from None
         entities[command.key] = entity_id if isinstance(command.action, Upsert) else None

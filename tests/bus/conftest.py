@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aio_pika
 import attrs
@@ -17,16 +17,30 @@ from cinema.http.keys import COMMAND_CONSUMER, RELAY
 from cinema.settings import Settings
 
 
-@pytest.fixture
-async def topology(amqp_server: str) -> AsyncIterator[Topology]:
-    topology = Topology(f"cinema-test-{secrets.token_hex(4)}")
-    yield topology
+@pytest.fixture(scope="session")
+def topologies(amqp_server: str) -> Iterator[list[Topology]]:
+    """Every test's names, deleted from the broker at the end of the session: only then is no
+    robust connection left that would declare them again."""
+    created: list[Topology] = []
+    yield created
+    asyncio.run(_delete(amqp_server, created))
+
+
+async def _delete(amqp_server: str, topologies: list[Topology]) -> None:
     async with await aio_pika.connect(amqp_server) as connection:
         channel = await connection.channel()
-        for queue in (topology.commands, topology.dead):
-            await channel.queue_delete(queue)
-        for exchange in (topology.events, topology.commands, topology.unrouted, topology.dead):
-            await channel.exchange_delete(exchange)
+        for topology in topologies:
+            for queue in (topology.commands, topology.dead):
+                await channel.queue_delete(queue)
+            for exchange in (topology.events, topology.commands, topology.unrouted, topology.dead):
+                await channel.exchange_delete(exchange)
+
+
+@pytest.fixture
+def topology(topologies: list[Topology]) -> Topology:
+    topology = Topology(f"cinema-test-{secrets.token_hex(4)}")
+    topologies.append(topology)
+    return topology
 
 
 @pytest.fixture
