@@ -87,10 +87,12 @@ class ApplyCommands:
     """Commands from other systems (cinema/bus/commands.py), in order, in one transaction.
 
     Answers with one `Applied` or `Rejected` per command; raises `CommandRejected` when a
-    command failed in the database (the transaction is lost: apply the rest again without it).
+    command failed in the database (the transaction is lost: apply the rest again without it,
+    or ungrouped when it does not say which).
     """
 
     commands: tuple[commands.Command, ...]
+    grouped: bool = True  # creations of one kind in a row are inserted together
 
 
 # -- the actor ---------------------------------------------------------------------
@@ -119,8 +121,8 @@ class CatalogActor(Actor):
                 return await self._write(genres.patch_genre, genre_id, patch, if_match)
             case DeleteGenre(id=genre_id, if_match=if_match):
                 return await self._write(genres.delete_genre, genre_id, if_match)
-            case ApplyCommands(commands=batch):
-                return await self._write(commands.apply_commands, batch)
+            case ApplyCommands(commands=batch, grouped=grouped):
+                return await self._write(commands.apply_commands, batch, grouped)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
             case _:

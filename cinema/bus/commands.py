@@ -5,7 +5,7 @@ whose body is `{"source", "external_id", "data"}` (`data` as the REST create bod
 deletes have none). `COMMANDS` maps each routing key to what it does; a resource joins by
 adding one entry, with its REST create body and its aggregate's write functions:
 
-    "movie.upsert": Upsert("movie", MovieCreate, movies.insert_movie, movies.replace_movie,
+    "movie.upsert": Upsert("movie", MovieCreate, movies.insert_movies, movies.replace_movie,
                            refs=(ExternalRef("genre", "genres", "genre_ids"), ...)),
     "movie.delete": Delete("movie", movies.delete_movie),
 
@@ -65,7 +65,7 @@ from cinema.models import GenreCreate
 log = structlog.get_logger("cinema.commands")
 
 COMMANDS: dict[str, Action] = {
-    "genre.upsert": Upsert("genre", GenreCreate, genres.insert_genre, genres.replace_genre),
+    "genre.upsert": Upsert("genre", GenreCreate, genres.insert_genres, genres.replace_genre),
 }
 
 # Failures that say "not now" rather than "never": the batch waits and is tried again.
@@ -166,7 +166,13 @@ class CommandConsumer(Reconnecting):
         commands = [p for p in parsed if isinstance(p, Command)]
         applied = iter(await self._apply(commands) if commands else [])
         outcomes = [next(applied) if isinstance(p, Command) else p for p in parsed]
-        await asyncio.gather(*(self._settle(m, o, outlets) for m, o in zip(batch, outcomes, strict=True)))
+        settled = await asyncio.gather(*(self._settle(m, o, outlets) for m, o in zip(batch, outcomes, strict=True)))
+        done = [m for m, ok in zip(batch, settled, strict=True) if ok]
+        if done:
+            # One acknowledgement for the batch: everything delivered before it is settled (the
+            # batches run one after another), and a message handed back with nack is not pending.
+            with contextlib.suppress(*BROKER_ERRORS):
+                await done[-1].ack(multiple=True)
         rejected = sum(isinstance(o, Rejected) for o in outcomes)
         self.applied += len(outcomes) - rejected
         self.rejected += rejected
@@ -213,16 +219,21 @@ class CommandConsumer(Reconnecting):
     async def _apply_once(self, commands: Sequence[Command]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
         pending = list(range(len(commands)))
+        grouped = True
         while pending:
             try:
-                results = await self.catalog.ask(ApplyCommands(tuple(commands[i] for i in pending)))
+                results = await self.catalog.ask(ApplyCommands(tuple(commands[i] for i in pending), grouped))
             except CommandRejected as exc:
-                outcomes[pending.pop(exc.index)] = Rejected(exc.error)
+                if exc.index is None:
+                    grouped = False  # one of a group of creations: apply them one at a time to find it
+                else:
+                    outcomes[pending.pop(exc.index)] = Rejected(exc.error)
                 continue
             except TRANSIENT:
                 raise
             except Exception:
                 if len(pending) > 1:  # find the one that fails, and apply the others
+                    log.exception("commands_isolated", count=len(pending))
                     for i in pending:
                         [outcomes[i]] = await self._apply_once([commands[i]])
                     break
@@ -234,9 +245,9 @@ class CommandConsumer(Reconnecting):
             break
         return [outcomes[i] for i in range(len(commands))]
 
-    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, outlets: _Outlets) -> None:
-        """Dead-letter and reply as the outcome says, then acknowledge; if the broker fails us
-        half-way, the message goes back to the queue and a redelivery finishes the job."""
+    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, outlets: _Outlets) -> bool:
+        """Dead-letter and reply as the outcome says; False when the broker failed us half-way:
+        the message is then handed back to the queue, and its redelivery finishes the job."""
         try:
             if isinstance(outcome, Rejected):
                 log.warning(
@@ -252,9 +263,8 @@ class CommandConsumer(Reconnecting):
             log.warning("command_settle_failed", message_id=message.message_id, error=repr(exc))
             with contextlib.suppress(*BROKER_ERRORS):
                 await message.nack(requeue=True)
-            return
-        with contextlib.suppress(*BROKER_ERRORS):
-            await message.ack()
+            return False
+        return True
 
 
 def _stale(message: AbstractIncomingMessage) -> bool:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 
-import aio_pika
+import aiormq
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractExchange
+from aio_pika.abc import AbstractRobustChannel
+from aiormq import spec
 
 from cinema.bus.amqp import BROKER_ERRORS, Broker, Topology, declare_events
 from cinema.bus.local import LocalBus
@@ -52,12 +54,11 @@ def traceparent(event: Unpublished) -> str:
     return f"00-{event.id.replace('-', '')}-{event.seq:016x}-01"
 
 
-def message(event: Unpublished) -> aio_pika.Message:
-    return aio_pika.Message(
-        event.body,
+def properties(event: Unpublished) -> spec.Basic.Properties:
+    return spec.Basic.Properties(
         message_id=event.id,
         content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=2,  # persistent
         headers={"traceparent": traceparent(event)},
     )
 
@@ -128,14 +129,14 @@ class OutboxRelay(Reconnecting):
         wake = self.bus.subscribe("#", maxsize=1)
         channel = await self.broker.channel()  # waits while the broker is away: events wait in the outbox
         try:
-            exchange = await declare_events(channel, self.topology)
+            await declare_events(channel, self.topology)
             self.healthy()
             loop = asyncio.get_running_loop()
             next_prune = loop.time()
             while not self.stopping:
                 while wake.get_nowait() is not None:
                     pass
-                await self._relay_pending(conn, exchange)
+                await self._relay_pending(conn, channel)
                 if loop.time() >= next_prune:
                     more = await self._prune(conn)
                     next_prune = loop.time() + (0 if more else PRUNE_EVERY)
@@ -148,13 +149,13 @@ class OutboxRelay(Reconnecting):
             with contextlib.suppress(*BROKER_ERRORS):
                 await channel.close()
 
-    async def _relay_pending(self, conn: asyncpg.Connection, exchange: AbstractExchange) -> None:
+    async def _relay_pending(self, conn: asyncpg.Connection, channel: AbstractRobustChannel) -> None:
         """Publish until nothing is left; raises `PublishFailed` after marking what was confirmed."""
         while True:
             batch = await read_unpublished(conn, self.batch_size)
             if not batch:
                 return
-            confirmed, error = await self._publish(exchange, batch)
+            confirmed, error = await self._publish(channel, batch)
             if self.before_mark is not None:
                 await self.before_mark(confirmed)
             if confirmed:
@@ -167,19 +168,30 @@ class OutboxRelay(Reconnecting):
                 return
 
     async def _publish(
-        self, exchange: AbstractExchange, batch: Sequence[Unpublished]
+        self, channel: AbstractRobustChannel, batch: Sequence[Unpublished]
     ) -> tuple[list[int], BaseException | None]:
         """Publish the batch; returns the seqs confirmed and the first error, if any.
 
         Messages are sent in seq order and confirmed asynchronously; only an event whose
         entity has an unconfirmed event ahead of it waits (for that confirm), so a failure
         can never let an entity's later event reach the broker before an earlier one.
+        Publishing goes through aio-pika's underlying aiormq channel without waiting for each
+        write to drain: aio-pika's `Exchange.publish` costs several times more per message.
         """
+        underlay = typing.cast(aiormq.Channel, await channel.get_underlay_channel())
+        exchange = self.topology.events
 
         async def send(event: Unpublished, ahead: asyncio.Future[None] | None) -> None:
             if ahead is not None:
                 await ahead
-            await exchange.publish(message(event), event.type, mandatory=False, timeout=PUBLISH_TIMEOUT)
+            await underlay.basic_publish(
+                event.body,
+                exchange=exchange,
+                routing_key=event.type,
+                properties=properties(event),
+                wait=False,
+                timeout=PUBLISH_TIMEOUT,
+            )
 
         last_of: dict[tuple[str, int], asyncio.Future[None]] = {}
         sends = []

@@ -34,8 +34,8 @@ from cinema.models import meta
 
 KINDS = ("movie", "person", "genre", "country")
 
-# A write function of an aggregate, as its REST handler calls it.
-Insert = Callable[[asyncpg.Connection, Any], Awaitable[tuple[int, Sequence[NewEvent]]]]
+# Write functions of an aggregate: a bulk insert (ids in the items' order), an update, a delete.
+Insert = Callable[[asyncpg.Connection, Sequence[Any]], Awaitable[tuple[Sequence[int], Sequence[NewEvent]]]]
 Update = Callable[[asyncpg.Connection, int, Any], Awaitable[tuple[Any, Sequence[NewEvent]]]]
 Remove = Callable[[asyncpg.Connection, int, str | None], Awaitable[tuple[Any, Sequence[NewEvent]]]]
 
@@ -80,8 +80,9 @@ class ExternalRef:
 class Upsert:
     """Create the entity the first time its external id is seen, replace its fields afterwards.
 
-    `body` is the REST create body the data is validated as; `insert` and `update` are the
-    aggregate's write functions (`update` gets the same body: the fields as the source knows them).
+    `body` is the REST create body the data is validated as; `insert` is the aggregate's bulk
+    insert (as `POST .../bulk` uses it) and `update` its update of one entity, which gets the same
+    body: the fields as the source knows them.
     """
 
     kind: str
@@ -131,9 +132,10 @@ Outcome = Applied | Rejected
 
 
 class CommandRejected(Exception):
-    """Command `index` of the batch failed in the database; the transaction is lost."""
+    """Command `index` of the batch failed in the database, so the transaction is lost; `index`
+    is None when a group of creations failed together (apply the batch again ungrouped)."""
 
-    def __init__(self, index: int, error: DomainError) -> None:
+    def __init__(self, index: int | None, error: DomainError) -> None:
         super().__init__(f"command {index} rejected: {error.detail}")
         self.index = index
         self.error = error
@@ -161,8 +163,16 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
 """
 
 
-async def apply_commands(conn: asyncpg.Connection, commands: Sequence[Command]) -> tuple[list[Outcome], list[NewEvent]]:
-    """Apply the batch in order; returns one outcome per command and the events of those applied."""
+async def apply_commands(
+    conn: asyncpg.Connection, commands: Sequence[Command], grouped: bool = True
+) -> tuple[list[Outcome], list[NewEvent]]:
+    """Apply the batch in order; returns one outcome per command and the events of those applied.
+
+    With `grouped`, consecutive upserts that create entities of one kind are inserted together,
+    in one statement of their aggregate's bulk insert: the same result as one at a time, in a
+    few round trips instead of a few per command. When such a group fails in the database,
+    `CommandRejected` cannot name the command (`index` None): apply the batch again ungrouped.
+    """
     await conn.fetchval(LOCK_KEYS, LOCK_CLASS, sorted({_lock_key(c.key) for c in commands}))
     found = await conn.fetch(
         FIND,
@@ -171,41 +181,19 @@ async def apply_commands(conn: asyncpg.Connection, commands: Sequence[Command]) 
         [c.source for c in commands],
         [c.external_id for c in commands],
     )
-    entities: dict[tuple[str, str, str], int | None] = {}
+    batch = _Batch(conn, len(commands))
     for command, row in zip(commands, found, strict=True):
-        entities.setdefault(command.key, row["entity_id"])
-    applied: dict[str, tuple[str, int | None]] = {}  # message id -> (command, entity id), this batch
-    outcomes: list[Outcome] = []
-    events: list[NewEvent] = []
+        batch.entities.setdefault(command.key, row["entity_id"])
     for index, (command, row) in enumerate(zip(commands, found, strict=True)):
         if row["done"]:
-            outcomes.append(Applied(row["done_entity_id"], duplicate=True))
-            continue
-        if command.message_id in applied:
-            outcomes.append(Applied(applied[command.message_id][1], duplicate=True))
-            continue
-        try:
-            item = await _prepare(conn, command)
-        except Unavailable:
-            raise  # not the command's fault: the whole batch waits
-        except DomainError as exc:  # found before anything was written: the transaction goes on
-            outcomes.append(Rejected(exc))
-            continue
-        try:
-            entity_id, new_events = await _apply(conn, command, item, entities[command.key])
-        except Unavailable:
-            raise
-        except DomainError as exc:
-            raise CommandRejected(index, exc) from None
-        entities[command.key] = entity_id if isinstance(command.action, Upsert) else None
-        applied[command.message_id] = (command.name, entity_id)
-        outcomes.append(Applied(entity_id))
-        events += new_events
-    if applied:
-        await conn.execute(
-            RECORD, list(applied), [name for name, _ in applied.values()], [i for _, i in applied.values()]
-        )
-    return outcomes, events
+            batch.outcomes[index] = Applied(row["done_entity_id"], duplicate=True)
+        else:
+            await batch.add(index, command, grouped)
+    await batch.flush()
+    if batch.applied:
+        applied = batch.applied.values()
+        await conn.execute(RECORD, list(batch.applied), [name for name, _ in applied], [i for _, i in applied])
+    return [o for o in batch.outcomes if o is not None], batch.events
 
 
 def _lock_key(key: tuple[str, str, str]) -> int:
@@ -214,20 +202,101 @@ def _lock_key(key: tuple[str, str, str]) -> int:
 
 
 LINK = {
-    kind: f"INSERT INTO external_ids (source, kind, external_id, {kind}_id) VALUES ($1, '{kind}', $2, $3)"
+    kind: f"""
+    INSERT INTO external_ids (source, kind, external_id, {kind}_id)
+    SELECT source, '{kind}', external_id, id
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS l(source, external_id, id)
+    """
     for kind in KINDS
 }
 
 
-async def _apply(
+class _Batch:
+    """A batch being applied: outcomes by index, entities by key, and the group of creations
+    waiting to be inserted together."""
+
+    def __init__(self, conn: asyncpg.Connection, size: int) -> None:
+        self.conn = conn
+        self.entities: dict[tuple[str, str, str], int | None] = {}
+        self.applied: dict[str, tuple[str, int | None]] = {}  # message id -> (command, entity id)
+        self.outcomes: list[Outcome | None] = [None] * size
+        self.events: list[NewEvent] = []
+        self.group: list[tuple[int, Command, Any]] = []  # (index, command, validated item)
+        self.in_group: set[object] = set()  # the group's message ids and keys
+
+    async def add(self, index: int, command: Command, grouped: bool) -> None:
+        if command.message_id in self.in_group or command.key in self.in_group:
+            await self.flush()  # this command depends on the group's outcome
+        if command.message_id in self.applied:
+            self.outcomes[index] = Applied(self.applied[command.message_id][1], duplicate=True)
+            return
+        action = command.action
+        creates = isinstance(action, Upsert) and self.entities[command.key] is None
+        groupable = grouped and isinstance(action, Upsert) and creates and not action.refs
+        if not groupable:
+            await self.flush()  # earlier creations first: this command may refer to them
+        try:
+            item = await _prepare(self.conn, command)
+        except Unavailable:
+            raise  # not the command's fault: the whole batch waits
+        except DomainError as exc:  # found before anything was written: the transaction goes on
+            self.outcomes[index] = Rejected(exc)
+            return
+        if groupable:
+            if self.group and self.group[0][1].action is not action:
+                await self.flush()
+            self.group.append((index, command, item))
+            self.in_group |= {command.message_id, command.key}
+            return
+        entity_id = self.entities[command.key]
+        try:
+            if creates:
+                [entity_id], events = await self._insert([(index, command, item)])
+            else:
+                entity_id, events = await _change(self.conn, command, item, entity_id)
+        except Unavailable:
+            raise
+        except DomainError as exc:
+            raise CommandRejected(index, exc) from None
+        self._done(index, command, entity_id)
+        self.events += events
+
+    async def flush(self) -> None:
+        if not self.group:
+            return
+        group, self.group = self.group, []
+        self.in_group.clear()
+        try:
+            ids, events = await self._insert(group)
+        except Unavailable:
+            raise
+        except DomainError as exc:
+            raise CommandRejected(group[0][0] if len(group) == 1 else None, exc) from None
+        for (index, command, _), entity_id in zip(group, ids, strict=True):
+            self._done(index, command, entity_id)
+        self.events += events
+
+    async def _insert(self, group: Sequence[tuple[int, Command, Any]]) -> tuple[Sequence[int], Sequence[NewEvent]]:
+        action = group[0][1].action
+        if not isinstance(action, Upsert):
+            raise TypeError(f"{action!r} creates nothing")
+        ids, events = await action.insert(self.conn, [item for _, _, item in group])
+        sources, external_ids = [c.source for _, c, _ in group], [c.external_id for _, c, _ in group]
+        await self.conn.execute(LINK[action.kind], sources, external_ids, ids)
+        return ids, events
+
+    def _done(self, index: int, command: Command, entity_id: int | None) -> None:
+        self.entities[command.key] = entity_id if isinstance(command.action, Upsert) else None
+        self.applied[command.message_id] = (command.name, entity_id)
+        self.outcomes[index] = Applied(entity_id)
+
+
+async def _change(
     conn: asyncpg.Connection, command: Command, item: Any, entity_id: int | None
 ) -> tuple[int | None, Sequence[NewEvent]]:
+    """Update or delete an entity that may exist (a delete of nothing is done already)."""
     match command.action:
-        case Upsert(kind=kind, insert=insert, update=update):
-            if entity_id is None:
-                entity_id, events = await insert(conn, item)
-                await conn.execute(LINK[kind], command.source, command.external_id, entity_id)
-                return entity_id, events
+        case Upsert(update=update) if entity_id is not None:
             _, events = await update(conn, entity_id, item)
             return entity_id, events
         case Delete(delete=delete):
@@ -235,7 +304,7 @@ async def _apply(
                 return None, []
             _, events = await delete(conn, entity_id, None)  # its external ids go with it (cascade)
             return entity_id, events
-    raise TypeError(f"unknown action {command.action!r}")
+    raise TypeError(f"cannot change {command.action!r} of {entity_id}")
 
 
 # -- validation and references ---------------------------------------------------------

@@ -142,9 +142,9 @@ async def delete_genre(conn: asyncpg.Connection, genre_id: int, if_match: str | 
 # -- commands from other systems (cinema/db/commands.py) -----------------------------
 
 
-async def insert_genre(conn: asyncpg.Connection, item: GenreCreate) -> tuple[int, list[NewEvent]]:
-    [(genre_id, _)], events = await create_genres(conn, [item])
-    return genre_id, events
+async def insert_genres(conn: asyncpg.Connection, items: Sequence[GenreCreate]) -> tuple[list[int], list[NewEvent]]:
+    created, events = await create_genres(conn, items)
+    return [genre_id for genre_id, _ in created], events
 
 
 async def replace_genre(conn: asyncpg.Connection, genre_id: int, item: GenreCreate) -> tuple[str, list[NewEvent]]:

@@ -193,12 +193,12 @@ async def test_a_database_that_cannot_take_a_command_now_delays_it_and_loses_not
 ):
     attempts = 0
 
-    async def insert_when_the_database_is_back(conn, item):
+    async def insert_when_the_database_is_back(conn, items):
         nonlocal attempts
         attempts += 1
         if attempts <= 3:
             raise Unavailable("The database is not reachable right now; retry shortly.")
-        return await genres.insert_genre(conn, item)
+        return await genres.insert_genres(conn, items)
 
     flaky = Upsert("genre", GenreCreate, insert_when_the_database_is_back, genres.replace_genre)
     consumer = await start_consumer({"genre.upsert": flaky})
@@ -224,10 +224,10 @@ async def test_commands_sent_while_the_service_is_away_are_applied_when_it_is_ba
 
 
 async def test_a_command_that_meets_a_bug_is_dead_lettered_and_the_others_apply(start_consumer, amqp, topology, db):
-    async def insert_unless_boom(conn, item):
-        if item.name == "Boom":
+    async def insert_unless_boom(conn, items):
+        if any(item.name == "Boom" for item in items):
             raise RuntimeError("a bug")
-        return await genres.insert_genre(conn, item)
+        return await genres.insert_genres(conn, items)
 
     await start_consumer({"genre.upsert": Upsert("genre", GenreCreate, insert_unless_boom, genres.replace_genre)})
     replies = await reply_queue(amqp)

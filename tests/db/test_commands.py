@@ -98,13 +98,37 @@ async def test_invalid_data_is_rejected_and_the_rest_of_the_batch_applies(db):
 
 async def test_a_conflict_found_by_the_database_names_the_command(db):
     await db.execute("INSERT INTO genres (slug, name) VALUES ('drama', 'Drama')")
+    batch = (upsert("m1", "g1", "Comedy"), upsert("m2", "g2", "drama"))
+    # Creations in a row are inserted together: the database cannot say which one failed...
     with pytest.raises(CommandRejected) as caught:
-        await apply(db, upsert("m1", "g1", "Comedy"), upsert("m2", "g2", "drama"))
+        await apply(db, *batch)
+    assert caught.value.index is None
+    # ...one at a time, it can.
+    with pytest.raises(CommandRejected) as caught:
+        async with db.transaction():
+            await apply_commands(db, batch, grouped=False)
     assert caught.value.index == 1
     assert isinstance(caught.value.error, Conflict)
     assert caught.value.error.errors[0].field == "name"
     # The transaction is gone, the first command with it.
     assert await db.fetchval("SELECT count(*) FROM genres") == 1
+
+
+async def test_creations_in_a_row_are_inserted_together_with_the_same_result(db):
+    outcomes, events = await apply(
+        db,
+        upsert("m1", "g1", "Drama"),
+        upsert("m2", "g2", "Drama!"),  # the same slug derived: the group gives it the next free one
+        upsert("m3", "g1", "Dramas"),  # an entity of the group again: the group is written first
+        upsert("m4", "g3", "Comedy"),
+    )
+    assert [type(o) for o in outcomes] == [Applied] * 4
+    assert outcomes[0].entity_id == outcomes[2].entity_id
+    assert [e.type for e in events] == ["genre.created", "genre.created", "genre.updated", "genre.created"]
+    rows = await db.fetch("SELECT id, slug, name FROM genres ORDER BY id")
+    assert [tuple(r) for r in rows] == [(1, "drama", "Dramas"), (2, "drama-2", "Drama!"), (3, "comedy", "Comedy")]
+    links = await db.fetch("SELECT external_id, genre_id FROM external_ids ORDER BY external_id")
+    assert [tuple(r) for r in links] == [("g1", 1), ("g2", 2), ("g3", 3)]
 
 
 async def test_a_delete_removes_the_entity_and_its_external_id_and_is_a_no_op_when_unknown(db):
@@ -134,19 +158,22 @@ class FilmBody:
     credits: list[CreditBody] = attrs.Factory(list)
 
 
-async def insert_film(conn: asyncpg.Connection, film: FilmBody) -> tuple[int, list[NewEvent]]:
-    film_id = await conn.fetchval(
-        "INSERT INTO movies (slug, title) VALUES ('film-' || gen_random_uuid(), $1) RETURNING id", film.title
-    )
-    await conn.execute("INSERT INTO movie_genres SELECT $1, unnest($2::bigint[])", film_id, film.genre_ids)
-    for credit in film.credits:
-        await conn.execute(
-            "INSERT INTO credits (movie_id, person_id, role) VALUES ($1, $2, $3)",
-            film_id,
-            credit.person_id,
-            credit.role,
+async def insert_films(conn: asyncpg.Connection, films: list[FilmBody]) -> tuple[list[int], list[NewEvent]]:
+    ids = []
+    for film in films:
+        film_id = await conn.fetchval(
+            "INSERT INTO movies (slug, title) VALUES ('film-' || gen_random_uuid(), $1) RETURNING id", film.title
         )
-    return film_id, [NewEvent("movie.created", film_id, None)]
+        await conn.execute("INSERT INTO movie_genres SELECT $1, unnest($2::bigint[])", film_id, film.genre_ids)
+        for credit in film.credits:
+            await conn.execute(
+                "INSERT INTO credits (movie_id, person_id, role) VALUES ($1, $2, $3)",
+                film_id,
+                credit.person_id,
+                credit.role,
+            )
+        ids.append(film_id)
+    return ids, [NewEvent("movie.created", film_id, None) for film_id in ids]
 
 
 async def replace_film(conn: asyncpg.Connection, film_id: int, film: FilmBody) -> tuple[None, list[NewEvent]]:
@@ -157,7 +184,7 @@ async def replace_film(conn: asyncpg.Connection, film_id: int, film: FilmBody) -
 FILM_UPSERT = Upsert(
     "movie",
     FilmBody,
-    insert_film,
+    insert_films,
     replace_film,
     refs=(ExternalRef("genre", "genres", "genre_ids"), ExternalRef("person", "person", "person_id", within="credits")),
 )
