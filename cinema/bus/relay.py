@@ -33,13 +33,14 @@ from aiormq import spec
 
 from cinema.bus.amqp import BROKER_ERRORS, Broker, Topology, declare_events
 from cinema.bus.local import LocalBus
-from cinema.bus.service import Reconnecting, wait_first
+from cinema.bus.service import Reconnecting
 from cinema.db.commands import prune_processed
 from cinema.db.outbox import Unpublished, mark_published, prune_published, read_unpublished, try_lead
 
 log = structlog.get_logger("cinema.relay")
 
 PUBLISH_TIMEOUT = 30.0  # seconds for the broker to confirm one message
+COMMAND_TIMEOUT = 60.0  # seconds for one statement on the relay's own connection
 PRUNE_EVERY = 60.0  # seconds between prunes, unless the last one left more to do
 PRUNE_SLICE = 10_000  # rows deleted per statement
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -98,7 +99,12 @@ class OutboxRelay(Reconnecting):
         self.published = 0  # events confirmed by the broker and marked, since start
 
     async def session(self) -> None:
-        conn = await asyncpg.connect(self.dsn, server_settings={"timezone": "UTC", "application_name": "cinema-relay"})
+        conn = await asyncpg.connect(
+            self.dsn,
+            # A statement that hangs (a connection gone quietly) ends the session rather than the relay.
+            command_timeout=COMMAND_TIMEOUT,
+            server_settings={"timezone": "UTC", "application_name": "cinema-relay"},
+        )
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _: lost.set())
         try:
@@ -115,7 +121,7 @@ class OutboxRelay(Reconnecting):
             return True
         log.info("relay_standby")
         while not self.stopping:
-            await self.pause(self.poll_interval, lost)
+            await self.pause(self.poll_interval, lost.wait())
             _check(lost)
             if await try_lead(conn):
                 return True
@@ -142,7 +148,7 @@ class OutboxRelay(Reconnecting):
                     next_prune = loop.time() + (0 if more else PRUNE_EVERY)
                     if more:
                         continue
-                await wait_first(self.poll_interval, self._stop.wait(), wake.get(), lost.wait())
+                await self.pause(self.poll_interval, wake.get(), lost.wait())
                 _check(lost)
         finally:
             wake.close()

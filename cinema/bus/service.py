@@ -41,9 +41,9 @@ class Reconnecting(abc.ABC):
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    async def pause(self, seconds: float, *also: asyncio.Event) -> None:
-        """Sleep until stop is requested, one of `also` is set, or `seconds` pass."""
-        await wait_first(seconds, self._stop.wait(), *(event.wait() for event in also))
+    async def pause(self, seconds: float, *also: Awaitable[object]) -> None:
+        """Sleep until stop is requested, one of `also` completes, or `seconds` pass."""
+        await wait_first(seconds, self._stop.wait(), *also)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)

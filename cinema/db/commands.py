@@ -20,6 +20,7 @@ was, and the caller applies the batch again without it.
 from __future__ import annotations
 
 import copy
+import typing
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -193,7 +194,8 @@ async def apply_commands(
     if batch.applied:
         applied = batch.applied.values()
         await conn.execute(RECORD, list(batch.applied), [name for name, _ in applied], [i for _, i in applied])
-    return [o for o in batch.outcomes if o is not None], batch.events
+    # Once the last group is flushed every command has its outcome.
+    return typing.cast(list[Outcome], batch.outcomes), batch.events
 
 
 def _lock_key(key: tuple[str, str, str]) -> int:
