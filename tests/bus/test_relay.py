@@ -208,3 +208,35 @@ async def test_without_a_broker_url_nothing_of_rabbitmq_starts(client_without_br
 @pytest.fixture
 async def client_without_broker(aiohttp_client, settings, db):
     return await aiohttp_client(create_app(settings))
+
+
+async def test_a_broker_down_at_start_up_delays_nothing(aiohttp_client, amqp_settings, amqp, topology, db):
+    broker = URL(amqp_settings.amqp_url)
+    proxy = await Proxy(broker.host or "127.0.0.1", broker.port or 5672).start()
+    proxy.refusing = True
+    try:
+        settings = attrs.evolve(amqp_settings, amqp_url=str(broker.with_port(proxy.port)))
+        client = await aiohttp_client(create_app(settings))
+        created = await client.post("/api/v1/genres", json={"name": "Drama"})
+        assert created.status == 201
+        ready = await client.get("/health/ready")
+        assert (ready.status, (await ready.json())["checks"]["broker"]) == (200, "degraded")
+
+        queue = await events_queue(amqp, topology)
+        proxy.refusing = False
+        [message] = await take(queue, 1)
+        assert json.loads(message.body)["data"] == await created.json()
+    finally:
+        await proxy.close()
+
+
+async def test_the_leader_prunes_what_is_past_its_retention(aiohttp_client, amqp_settings, db):
+    async with db.transaction():
+        await append_events(db, [NewEvent("genre.created", 1, None), NewEvent("genre.created", 2, None)])
+    await db.execute("UPDATE outbox SET published_at = now() - interval '3 hours' WHERE entity_id = 1")
+    await db.execute("INSERT INTO processed_commands VALUES ('old', 'genre.upsert', 1, now() - interval '3 hours')")
+    await db.execute("INSERT INTO processed_commands VALUES ('new', 'genre.upsert', 2, now())")
+    settings = attrs.evolve(amqp_settings, outbox_retention_hours=2, command_dedup_hours=2)
+    await aiohttp_client(create_app(settings))
+    await eventually(lambda: db.fetchval("SELECT array_agg(message_id) = '{new}' FROM processed_commands"))
+    assert await db.fetchval("SELECT array_agg(entity_id) FROM outbox") == [2]
