@@ -93,6 +93,7 @@ class Broker:
         self.reconnect_interval = reconnect_interval
         self._connection: aio_pika.RobustConnection | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._up = False  # for logging the changes only
 
     def start(self) -> None:
         # fail_fast off: the first connection is retried like any reconnection, in the background.
@@ -106,13 +107,17 @@ class Broker:
     async def _connect(self) -> None:
         if self._connection is not None:
             await self._connection.connect()
+        self._up = True
         log.info("amqp_connected")
 
     def _on_close(self, _: Any, exc: BaseException | None) -> None:
-        if self._connection is not None and not self._connection.close_called:
+        # Called for every failed reconnection attempt too: say it once, when the connection goes.
+        if self._up and self._connection is not None and not self._connection.close_called:
             log.warning("amqp_connection_lost", error=repr(exc))
+        self._up = False
 
     def _on_reconnect(self, _: Any) -> None:
+        self._up = True
         log.info("amqp_reconnected")
 
     async def stop(self) -> None:
