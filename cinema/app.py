@@ -7,6 +7,7 @@ what had started.
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
     -> migrations -> pool -> remote events (other instances' commits onto the local bus)
     -> Redis (when configured) -> actors (catalog, then the cache that reads through it)
+    -> RabbitMQ (when CINEMA_AMQP_URL is set): broker connection -> outbox relay -> command consumer
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from cinema.actors.base import Actor
 from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
+from cinema.bus.amqp import Broker, Topology
+from cinema.bus.commands import CommandConsumer
 from cinema.bus.local import LocalBus
+from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.cache.kinds import KINDS
 from cinema.cache.shared import SharedStore
@@ -32,13 +36,16 @@ from cinema.http import changes, countries, credits, genres, health, movies, ope
 from cinema.http.auth import TokenVerifier, auth_middleware
 from cinema.http.keys import (
     ACTORS,
+    BROKER,
     BUS,
     CACHE,
     CATALOG,
+    COMMAND_CONSUMER,
     DSN,
     MIGRATIONS,
     ORIGIN,
     POOL,
+    RELAY,
     REMOTE_EVENTS,
     SETTINGS,
     SHARED_CACHE,
@@ -47,6 +54,9 @@ from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
 from cinema.http.ratelimit import ratelimit_middleware
 from cinema.settings import Settings, parse_ttls
+
+# Seconds a stopping relay gets to mark what the broker confirmed (else those go out again).
+RELAY_GRACE = 2.0
 
 
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
@@ -69,6 +79,9 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(remote_events_ctx)
     app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
+    app.cleanup_ctx.append(broker_ctx)
+    app.cleanup_ctx.append(relay_ctx)
+    app.cleanup_ctx.append(command_consumer_ctx)
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
     app.add_routes(countries.routes)
@@ -174,3 +187,57 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
             yield
 
     return actors_ctx
+
+
+async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connects in the background: a broker that is down delays nothing (readiness says degraded)."""
+    url = app[SETTINGS].amqp_url
+    if url is None:
+        yield
+        return
+    broker = Broker(url)
+    app[BROKER] = broker
+    broker.start()
+    try:
+        yield
+    finally:
+        await broker.stop()
+
+
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.amqp_url is None:
+        yield
+        return
+    relay = OutboxRelay(
+        app[DSN],
+        app[BUS],
+        app[BROKER],
+        Topology(settings.amqp_prefix),
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval,
+        retention_hours=settings.outbox_retention_hours,
+        dedup_hours=settings.command_dedup_hours,
+    )
+    app[RELAY] = relay
+    relay.start()
+    try:
+        yield
+    finally:
+        await relay.stop(grace=RELAY_GRACE)
+
+
+async def command_consumer_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.amqp_url is None:
+        yield
+        return
+    consumer = CommandConsumer(
+        app[BROKER], app[CATALOG], Topology(settings.amqp_prefix), prefetch=settings.amqp_prefetch
+    )
+    app[COMMAND_CONSUMER] = consumer
+    consumer.start()
+    try:
+        yield
+    finally:
+        await consumer.stop()

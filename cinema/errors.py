@@ -1,14 +1,14 @@
 """Domain errors: what went wrong, in terms a client can act on.
 
 Domain and database code raise these; one HTTP middleware renders them as RFC 9457
-problem details, and the RabbitMQ consumer (later) as dead-letter reasons. Nothing here
+problem details, and the RabbitMQ consumer as replies and dead-letter reasons. Nothing here
 knows about HTTP beyond the status code each kind of problem maps to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -88,3 +88,23 @@ class Unavailable(DomainError):
 
     def __init__(self, detail: str, *, errors: Sequence[FieldError] = (), retry_after: int | None = 1) -> None:
         super().__init__(detail, errors=errors, retry_after=retry_after)
+
+
+PROBLEM_BASE = "/problems/"
+
+
+def problem_document(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    errors: Sequence[FieldError] = (),
+) -> dict[str, Any]:
+    """An RFC 9457 problem, as HTTP answers and RabbitMQ replies carry it."""
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    if instance is not None:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    return body

@@ -7,6 +7,7 @@ configuration table lists them all (a test keeps the two in step).
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -82,6 +83,16 @@ def parse_ttls(value: str) -> dict[str, float]:
     return ttls
 
 
+def _amqp_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
+    if value is not None and urlsplit(value).scheme not in ("amqp", "amqps"):
+        raise SettingsError(f"{env_name(attribute.name)}: must be an amqp:// or amqps:// URL, got {redact_url(value)}")
+
+
+def _amqp_name(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value):
+        raise SettingsError(f"{env_name(attribute.name)}: must be 1 to 100 of A-Z a-z 0-9 _ . -, got {value!r}")
+
+
 def _postgres_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
     if value is not None and urlsplit(value).scheme not in ("postgres", "postgresql"):
         raise SettingsError(f"{env_name(attribute.name)}: must be a postgresql:// URL, got {redact_url(value)}")
@@ -142,6 +153,43 @@ class Settings:
     )
     jwt_issuer: str | None = attrs.field(default=None, metadata={"doc": "Required `iss` claim of tokens, if set."})
     jwt_audience: str | None = attrs.field(default=None, metadata={"doc": "Required `aud` claim of tokens, if set."})
+    # RabbitMQ
+    amqp_url: str | None = attrs.field(
+        default=None,
+        repr=redact_url,
+        validator=_amqp_url,
+        metadata={"doc": "RabbitMQ server. Unset: no relay and no command consumer (events stay in-process)."},
+    )
+    amqp_prefix: str = attrs.field(
+        default="cinema",
+        validator=_amqp_name,
+        metadata={"doc": "First part of every exchange and queue name (`<prefix>.events`, `<prefix>.commands`)."},
+    )
+    amqp_prefetch: int = attrs.field(
+        default=256,
+        validator=_between(1, 65535),
+        metadata={"doc": "Unacknowledged commands a process holds; up to half are applied per transaction."},
+    )
+    relay_batch_size: int = attrs.field(
+        default=500,
+        validator=_between(1, 10_000),
+        metadata={"doc": "Outbox events published per batch (confirmed together, then marked published)."},
+    )
+    relay_poll_interval: float = attrs.field(
+        default=5.0,
+        validator=_between(0.01, 3600),
+        metadata={"doc": "Seconds between the relay's safety-net polls; also how often a standby tries to lead."},
+    )
+    outbox_retention_hours: float = attrs.field(
+        default=168.0,
+        validator=_between(0, 87_600),
+        metadata={"doc": "Hours published events stay in the outbox (the window `GET /changes` serves)."},
+    )
+    command_dedup_hours: float = attrs.field(
+        default=168.0,
+        validator=_between(0, 87_600),
+        metadata={"doc": "Hours a processed command's message_id is remembered to recognise redeliveries."},
+    )
     # Actors
     mailbox_size: int = attrs.field(
         default=1000,

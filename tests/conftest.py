@@ -34,12 +34,15 @@ from aiohttp.test_utils import TestClient
 from cinema.app import create_app
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations
-from cinema.settings import Settings
+from cinema.settings import Settings, redact_url
 
 REQUIRE_SERVICES = os.environ.get("CINEMA_REQUIRE_SERVICES") == "1"
 
 # Every table the service writes; emptied before each test that uses the database.
-TABLES = "external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres"
+TABLES = (
+    "external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres, "
+    "processed_commands"
+)
 
 
 def service_unavailable(reason: str) -> None:
@@ -81,6 +84,19 @@ def postgres_server() -> Iterator[str]:
         return
     with embedded_data_dir() as data_dir, embedded_postgres(data_dir, database="postgres") as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def amqp_server() -> str:
+    """The URL of a RabbitMQ broker: `CINEMA_TEST_AMQP_URL`, or the local one. Tests share it with
+    other test sessions, so each test declares exchanges and queues under names of its own."""
+    url = os.environ.get("CINEMA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=5).close()
+    except OSError as exc:
+        service_unavailable(f"RabbitMQ at {redact_url(url)} is unreachable: {exc}")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -62,3 +62,9 @@ def test_the_service_database_url_points_at_the_compose_database(compose):
     expected = f"postgresql://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@postgres:5432/"
     assert url == expected + postgres["POSTGRES_DB"]
     assert compose["services"]["cinema"]["ports"] == ["8080:8080"]
+
+
+def test_the_service_reaches_the_compose_rabbitmq(compose):
+    url = compose["services"]["cinema"]["environment"]["CINEMA_AMQP_URL"]
+    rabbitmq = compose["services"]["rabbitmq"]["environment"]
+    assert url == f"amqp://{rabbitmq['RABBITMQ_DEFAULT_USER']}:{rabbitmq['RABBITMQ_DEFAULT_PASS']}@rabbitmq:5672/"

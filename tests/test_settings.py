@@ -46,6 +46,8 @@ def test_values_are_parsed_by_type():
         ({"CINEMA_LOG_LEVEL": "loud"}, "CINEMA_LOG_LEVEL: must be one of debug, info, warning, error"),
         ({"CINEMA_DATABASE_URL": "mysql://x/y"}, "CINEMA_DATABASE_URL: must be a postgresql:// URL"),
         ({"CINEMA_PROT": "80"}, "CINEMA_PROT: unknown setting"),
+        ({"CINEMA_AMQP_URL": "http://rabbit/"}, "CINEMA_AMQP_URL: must be an amqp:// or amqps:// URL"),
+        ({"CINEMA_AMQP_PREFIX": "a b"}, "CINEMA_AMQP_PREFIX: must be 1 to 100 of"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
@@ -61,6 +63,12 @@ def test_the_database_password_is_redacted_when_printed():
     settings = Settings(database_url="postgresql://cinema:hunter2@db/cinema")
     assert "hunter2" not in repr(settings)
     assert "postgresql://cinema:***@db/cinema" in repr(settings)
+
+
+def test_the_broker_password_is_redacted_when_printed():
+    settings = Settings(amqp_url="amqp://cinema:hunter2@rabbit:5672/")
+    assert "hunter2" not in repr(settings)
+    assert "amqp://cinema:***@rabbit:5672/" in repr(settings)
 
 
 def test_every_setting_is_in_the_readme_table_with_its_default():

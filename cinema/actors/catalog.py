@@ -19,7 +19,7 @@ import structlog
 
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
-from cinema.db import countries, credits, genres, movies, persons, shots
+from cinema.db import commands, countries, credits, genres, movies, persons, shots
 from cinema.db.movies import MovieFilter
 from cinema.db.outbox import NewEvent, append_events, list_changes
 from cinema.db.pages import PageQuery
@@ -265,11 +265,24 @@ class DeleteShot:
     if_match: str | None = None
 
 
+@attrs.frozen
+class ApplyCommands:
+    """Commands from other systems (cinema/bus/commands.py), in order, in one transaction.
+
+    Answers with one `Applied` or `Rejected` per command; raises `CommandRejected` when a
+    command failed in the database (the transaction is lost: apply the rest again without it,
+    or ungrouped when it does not say which).
+    """
+
+    commands: tuple[commands.Command, ...]
+    grouped: bool = True  # creations of one kind in a row are inserted together
+
+
 # -- the actor ---------------------------------------------------------------------
 
 
 class CatalogActor(Actor):
-    expected_errors = (DomainError,)
+    expected_errors = (DomainError, commands.CommandRejected)
 
     def __init__(self, pool: asyncpg.Pool, bus: LocalBus, origin: str = "", **options: Any) -> None:
         # As many messages at once as there are connections: more would only queue on the pool.
@@ -345,6 +358,8 @@ class CatalogActor(Actor):
                 return await self._write(shots.patch_shot, shot_id, patch, if_match)
             case DeleteShot(id=shot_id, if_match=if_match):
                 return await self._write(shots.delete_shot, shot_id, if_match)
+            case ApplyCommands(commands=batch, grouped=grouped):
+                return await self._write(commands.apply_commands, batch, grouped)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
             case _:

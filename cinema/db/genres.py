@@ -82,3 +82,17 @@ async def delete_genre(conn: asyncpg.Connection, genre_id: int, if_match: str | 
     await lock_row(conn, "genre", LOCK_GENRE, genre_id, if_match)
     movies = await conn.fetchval(MOVIES_OF_GENRE, genre_id)  # before the cascade removes the links
     return await delete_row(conn, "genre", DELETE_GENRE, genre_id, movies)
+
+
+# -- commands from other systems (cinema/db/commands.py) -----------------------------
+
+
+async def insert_genres(conn: asyncpg.Connection, items: Sequence[GenreCreate]) -> tuple[list[int], list[NewEvent]]:
+    created, events = await create_genres(conn, items)
+    return [genre_id for genre_id, _ in created], events
+
+
+async def replace_genre(conn: asyncpg.Connection, genre_id: int, item: GenreCreate) -> tuple[str, list[NewEvent]]:
+    """An upsert of a known genre: its fields as the source sends them; no slug keeps the current one."""
+    patch = GenrePatch(name=item.name, slug=UNSET if item.slug is None else item.slug)
+    return await patch_genre(conn, genre_id, patch, None)

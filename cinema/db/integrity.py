@@ -37,6 +37,7 @@ CONSTRAINTS: dict[str, Rule] = {
     "movie_countries_pkey": Rule("country_ids", "the movie already has this country"),
     "external_ids_pkey": Rule("external_id", "this external id is already taken"),
     "outbox_id_key": Rule("id", "duplicate event id"),
+    "processed_commands_pkey": Rule("message_id", "a command with this message id was already processed"),
     # foreign keys -> 409 (a referenced row is missing, or still referenced)
     "movie_genres_movie_fkey": Rule("movie_id", "the movie does not exist"),
     "movie_genres_genre_fkey": Rule("genre_ids", "the genre does not exist"),

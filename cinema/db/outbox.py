@@ -123,3 +123,74 @@ async def list_changes(conn: asyncpg.Connection, after: int, limit: int) -> list
     commits later always gets a greater seq.
     """
     return [(row[0], row[1]) for row in await conn.fetch(LIST_CHANGES, after, limit)]
+
+
+# -- the relay's side (cinema/bus/relay.py) ------------------------------------------
+
+# Held for a whole session by the one process that relays the outbox to RabbitMQ. A
+# different key from OUTBOX_LOCK: session and transaction advisory locks share a key space.
+RELAY_LOCK = 0x63696E656D6172  # "cinemar"
+
+TRY_LEAD = f"SELECT pg_try_advisory_lock({RELAY_LOCK})"
+
+
+async def try_lead(conn: asyncpg.Connection) -> bool:
+    """Take the relay's leadership for as long as `conn` lives; False when another process has it."""
+    return bool(await conn.fetchval(TRY_LEAD))
+
+
+@attrs.frozen
+class Unpublished:
+    """An outbox row on its way to the broker; `body` is the message as API.md documents it."""
+
+    seq: int
+    id: str
+    type: str
+    entity_id: int
+    body: bytes
+
+    @property
+    def entity(self) -> tuple[str, int]:
+        """What per-entity ordering is about: ("genre", 7)."""
+        return self.type.partition(".")[0], self.entity_id
+
+
+# PostgreSQL renders the body, in the documented key order; `data` is the resource as
+# GET returns it (or null on delete).
+READ_UNPUBLISHED = """
+SELECT o.seq, o.id::text AS id, o.type, o.entity_id,
+       (SELECT row_to_json(m) FROM (SELECT o.id, o.type, o.occurred_at, o.entity_id, o.data) m)::text AS body
+FROM outbox o
+WHERE o.published_at IS NULL
+ORDER BY o.seq
+LIMIT $1
+"""
+
+
+async def read_unpublished(conn: asyncpg.Connection, limit: int) -> list[Unpublished]:
+    rows = await conn.fetch(READ_UNPUBLISHED, limit)
+    return [Unpublished(r["seq"], r["id"], r["type"], r["entity_id"], r["body"].encode()) for r in rows]
+
+
+MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])"
+
+
+async def mark_published(conn: asyncpg.Connection, seqs: Sequence[int]) -> None:
+    await conn.execute(MARK_PUBLISHED, seqs)
+
+
+# Oldest first along the primary key; the caller deletes in slices, so a large backlog never
+# holds locks for long.
+PRUNE_PUBLISHED = """
+DELETE FROM outbox WHERE seq IN (
+    SELECT seq FROM outbox
+    WHERE published_at < now() - make_interval(secs => $1)
+    ORDER BY seq
+    LIMIT $2
+)
+"""
+
+
+async def prune_published(conn: asyncpg.Connection, older_than_seconds: float, limit: int) -> int:
+    """Delete up to `limit` events published more than `older_than_seconds` ago; returns how many."""
+    return int((await conn.execute(PRUNE_PUBLISHED, older_than_seconds, limit)).split()[-1])

@@ -1,4 +1,8 @@
-"""Liveness (the process answers) and readiness (it can serve: database reachable, schema current)."""
+"""Liveness (the process answers) and readiness (it can serve: database reachable, schema current).
+
+RabbitMQ, when configured, is reported but does not make the service unready: while it is
+away, writes go on and their events wait in the outbox ("degraded").
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from aiohttp import web
 from cinema.actors.catalog import CheckReady
 from cinema.errors import Unavailable
 from cinema.http.io import JSON
-from cinema.http.keys import CATALOG, MIGRATIONS
+from cinema.http.keys import BROKER, CATALOG, MIGRATIONS
 from cinema.http.spec import Raw, describe
 
 routes = web.RouteTableDef()
@@ -46,5 +50,8 @@ async def ready(request: web.Request) -> web.Response:
     missing = await request.app[CATALOG].ask(CheckReady(request.app[MIGRATIONS]), timeout=5)
     if missing:
         raise Unavailable(f"Migrations not applied yet: {', '.join(missing)}.", retry_after=5)
-    body = {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
+    checks = {"database": "ok", "migrations": "ok"}
+    if BROKER in request.app:
+        checks["broker"] = request.app[BROKER].status
+    body = {"status": "ready", "checks": checks}
     return web.Response(body=orjson.dumps(body), content_type="application/json")

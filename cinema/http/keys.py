@@ -8,7 +8,10 @@ from aiohttp import web
 from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.system import ActorSystem
+from cinema.bus.amqp import Broker
+from cinema.bus.commands import CommandConsumer
 from cinema.bus.local import LocalBus
+from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.cache.shared import SharedStore
 from cinema.etags import Tagged
@@ -26,3 +29,7 @@ REMOTE_EVENTS = web.AppKey("remote_events", RemoteEvents)
 OPENAPI = web.AppKey("openapi", Tagged)  # the OpenAPI document, generated at start-up
 CACHE = web.AppKey("cache", CacheActor)  # absent when CINEMA_CACHE_ENABLED is off
 SHARED_CACHE = web.AppKey("shared_cache", SharedStore)  # absent without CINEMA_REDIS_URL
+# Present only when CINEMA_AMQP_URL is set.
+BROKER = web.AppKey("broker", Broker)
+RELAY = web.AppKey("relay", OutboxRelay)
+COMMAND_CONSUMER = web.AppKey("command_consumer", CommandConsumer)

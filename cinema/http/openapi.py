@@ -32,13 +32,13 @@ from swagger_ui_bundle import swagger_ui_path
 
 import cinema
 from cinema.convert import MAX_BULK
-from cinema.errors import NotFound
+from cinema.errors import PROBLEM_BASE, NotFound
 from cinema.etags import Tagged
 from cinema.http.auth import WRITE_METHODS, WRITE_SCOPE
 from cinema.http.io import JSON, MAX_ID, tagged_response
 from cinema.http.keys import OPENAPI
 from cinema.http.middlewares import REQUEST_ID
-from cinema.http.problems import PROBLEM_BASE, PROBLEM_JSON, PROBLEM_TYPES, ProblemType
+from cinema.http.problems import PROBLEM_JSON, PROBLEM_TYPES, ProblemType
 from cinema.http.spec import ListOf, PageOf, Param, Raw, RouteDoc, describe, route_doc
 from cinema.models import Unset
 

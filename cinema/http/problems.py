@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import quote
 
 import attrs
@@ -14,13 +13,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from cinema.actors.base import ActorStopped, AskTimeout, MailboxFull
-from cinema.errors import DomainError, FieldError, Forbidden, Unauthorized
+from cinema.errors import PROBLEM_BASE, DomainError, FieldError, Forbidden, Unauthorized, problem_document
 from cinema.http.auth import WRITE_SCOPE
 
 log = structlog.get_logger("cinema.http")
 
 PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "/problems/"
 _PATH_SAFE = "/:@!$&'()*+,;="  # RFC 3986 pchar, kept as they are
 
 
@@ -148,15 +146,8 @@ def problem(
     errors: Sequence[FieldError] = (),
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": quote(request.path, safe=_PATH_SAFE),  # a URI reference, so non-ASCII is percent-encoded
-    }
-    if errors:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    # `instance` is a URI reference, so non-ASCII is percent-encoded.
+    body = problem_document(status, slug, title, detail, quote(request.path, safe=_PATH_SAFE), errors)
     return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 

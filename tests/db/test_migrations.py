@@ -22,6 +22,7 @@ TABLES = {
     "shots",
     "outbox",
     "external_ids",
+    "processed_commands",
 }
 
 
