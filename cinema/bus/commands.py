@@ -47,25 +47,51 @@ from cinema.actors.catalog import DATABASE_DOWN, ApplyCommands, CatalogActor
 from cinema.bus.amqp import BROKER_ERRORS, Broker, Topology, declare_commands
 from cinema.bus.service import Reconnecting
 from cinema.convert import structure
-from cinema.db import genres
+from cinema.db import countries, genres, movies, persons
 from cinema.db.commands import (
     Action,
     Applied,
     Command,
     CommandRejected,
+    Delete,
     DeleteBody,
+    ExternalRef,
     Outcome,
     Rejected,
     Upsert,
     UpsertBody,
+    inserting,
+    replacing,
 )
 from cinema.errors import BadRequest, DomainError, Unavailable, ValidationFailed, problem_document
-from cinema.models import GenreCreate
+from cinema.models import CountryCreate, CountryPatch, GenreCreate, MovieCreate, MoviePatch, PersonCreate, PersonPatch
 
 log = structlog.get_logger("cinema.commands")
 
 COMMANDS: dict[str, Action] = {
     "genre.upsert": Upsert("genre", GenreCreate, genres.insert_genres, genres.replace_genre),
+    "country.upsert": Upsert(
+        "country",
+        CountryCreate,
+        inserting(countries.create_countries),
+        replacing(countries.patch_country, CountryPatch),
+    ),
+    "person.upsert": Upsert(
+        "person", PersonCreate, inserting(persons.create_persons), replacing(persons.patch_person, PersonPatch)
+    ),
+    "person.delete": Delete("person", persons.delete_person),
+    "movie.upsert": Upsert(
+        "movie",
+        MovieCreate,
+        inserting(movies.create_movies),
+        replacing(movies.patch_movie, MoviePatch),
+        refs=(
+            ExternalRef("genre", "genres", "genre_ids"),
+            ExternalRef("country", "countries", "country_ids"),
+            ExternalRef("person", "person", "person_id", within="credits"),
+        ),
+    ),
+    "movie.delete": Delete("movie", movies.delete_movie),
 }
 
 # Failures that say "not now" rather than "never": the batch waits and is tried again.

@@ -31,7 +31,7 @@ import attrs
 from cinema.convert import structure
 from cinema.db.outbox import NewEvent
 from cinema.errors import Conflict, DomainError, FieldError, Unavailable, ValidationFailed
-from cinema.models import meta
+from cinema.models import UNSET, meta
 
 KINDS = ("movie", "person", "genre", "country")
 
@@ -102,6 +102,35 @@ class Delete:
 
 
 Action = Upsert | Delete
+
+
+Create = Callable[
+    [asyncpg.Connection, Sequence[Any], bool], Awaitable[tuple[Sequence[tuple[int, str]], Sequence[NewEvent]]]
+]
+Patch = Callable[[asyncpg.Connection, int, Any, str | None], Awaitable[tuple[Any, Sequence[NewEvent]]]]
+
+
+def inserting(create: Create) -> Insert:
+    """An aggregate's REST create (`create_<kind>s`) as a command's insert: ids, in the items' order."""
+
+    async def insert(conn: asyncpg.Connection, items: Sequence[Any]) -> tuple[Sequence[int], Sequence[NewEvent]]:
+        created, events = await create(conn, items, False)
+        return [entity_id for entity_id, _ in created], events
+
+    return insert
+
+
+def replacing(patch: Patch, patch_body: type) -> Update:
+    """An aggregate's REST patch as a command's update: every field of the create body, as the
+    source knows it, replaces the stored one; a body without a slug keeps the current slug."""
+
+    async def update(conn: asyncpg.Connection, entity_id: int, item: Any) -> tuple[Any, Sequence[NewEvent]]:
+        fields = attrs.asdict(item, recurse=False)
+        if fields.get("slug", UNSET) is None:
+            fields["slug"] = UNSET
+        return await patch(conn, entity_id, patch_body(**fields), None)
+
+    return update
 
 
 @attrs.frozen(eq=False)

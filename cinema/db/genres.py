@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from cinema.db.commands import inserting, replacing
 from cinema.db.outbox import NewEvent
 from cinema.db.pages import Page, PageQuery, SortKey, fetch_page
 from cinema.db.slugs import free_slugs
@@ -87,12 +88,5 @@ async def delete_genre(conn: asyncpg.Connection, genre_id: int, if_match: str | 
 # -- commands from other systems (cinema/db/commands.py) -----------------------------
 
 
-async def insert_genres(conn: asyncpg.Connection, items: Sequence[GenreCreate]) -> tuple[list[int], list[NewEvent]]:
-    created, events = await create_genres(conn, items)
-    return [genre_id for genre_id, _ in created], events
-
-
-async def replace_genre(conn: asyncpg.Connection, genre_id: int, item: GenreCreate) -> tuple[str, list[NewEvent]]:
-    """An upsert of a known genre: its fields as the source sends them; no slug keeps the current one."""
-    patch = GenrePatch(name=item.name, slug=UNSET if item.slug is None else item.slug)
-    return await patch_genre(conn, genre_id, patch, None)
+insert_genres = inserting(create_genres)
+replace_genre = replacing(patch_genre, GenrePatch)

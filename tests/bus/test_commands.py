@@ -141,7 +141,8 @@ async def test_commands_that_can_never_succeed_are_dead_lettered_with_the_reason
         (
             "genre.frobnicate",
             genre_upsert("g1", "Drama"),
-            "bad-request: Unknown command 'genre.frobnicate' (the routing key); known: genre.upsert, movie.upsert.",
+            "bad-request: Unknown command 'genre.frobnicate' (the routing key); known: country.upsert, genre.upsert,"
+            " movie.delete, movie.upsert, person.delete, person.upsert.",
         ),
         (
             "genre.upsert",
@@ -261,3 +262,54 @@ async def test_each_command_applies_once_through_a_cut_connection(start_consumer
         assert proxy.connections >= 3
     finally:
         await proxy.close()
+
+
+async def test_every_kind_of_command_through_the_broker(service, amqp, topology, db):
+    """country, person, genre and movie upserts referring to each other by external id, then deletes."""
+    replies = await reply_queue(amqp)
+
+    async def command(name, body, correlation_id):
+        await send(amqp, topology, name, body, reply_to=replies.name, correlation_id=correlation_id)
+        [reply] = await take(replies, 1)
+        assert reply.correlation_id == correlation_id
+        return json.loads(reply.body)
+
+    def ref(external_id):
+        return {"source": "imdb", "external_id": external_id}
+
+    assert (await command("country.upsert", {**ref("fr"), "data": {"code": "FR", "name": "France"}}, "c"))["ok"]
+    assert (await command("genre.upsert", genre_upsert("g1", "Drama"), "g"))["ok"]
+    assert (await command("person.upsert", {**ref("nm1"), "data": {"full_name": "Jean Gabin"}}, "p"))["ok"]
+    movie = {
+        **ref("tt1"),
+        "data": {
+            "title": "Le Jour se lève",
+            "release_year": 1939,
+            "genres": [ref("g1")],
+            "countries": [ref("fr")],
+            "credits": [{"person": ref("nm1"), "role": "actor", "character": "François"}],
+        },
+    }
+    created = await command("movie.upsert", movie, "m1")
+    assert created["ok"]
+    detail = await (await service.get(f"/api/v1/movies/{created['entity_id']}")).json()
+    assert [g["name"] for g in detail["genres"]] == ["Drama"]
+    assert [c["code"] for c in detail["countries"]] == ["FR"]
+    assert detail["credits"][0]["person"]["full_name"] == "Jean Gabin"
+
+    # The same key again replaces the movie's fields as the source knows them.
+    movie["data"] = {**movie["data"], "title": "Daybreak", "genres": []}
+    replaced = await command("movie.upsert", movie, "m2")
+    assert replaced == created
+    detail = await (await service.get(f"/api/v1/movies/{created['entity_id']}")).json()
+    assert (detail["title"], detail["genres"]) == ("Daybreak", [])
+
+    # A person with credits cannot go; once the movie is gone, they can.
+    refused = await command("person.delete", ref("nm1"), "d1")
+    assert refused["ok"] is False
+    assert refused["problem"]["status"] == 409
+    assert (await command("movie.delete", ref("tt1"), "d2"))["ok"]
+    assert (await service.get(f"/api/v1/movies/{created['entity_id']}")).status == 404
+    assert (await command("person.delete", ref("nm1"), "d3"))["ok"]
+    assert await db.fetchval("SELECT count(*) FROM persons") == 0
+    assert await db.fetchval("SELECT count(*) FROM external_ids WHERE kind IN ('movie', 'person')") == 0

@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import asyncpg
-import attrs
 import pytest
 
 from cinema.bus.commands import COMMANDS
@@ -16,9 +15,7 @@ from cinema.db.commands import (
     Command,
     CommandRejected,
     Delete,
-    ExternalRef,
     Rejected,
-    Upsert,
     apply_commands,
     prune_processed,
 )
@@ -142,52 +139,11 @@ async def test_a_delete_removes_the_entity_and_its_external_id_and_is_a_no_op_wh
     assert (nothing, events) == (Applied(None), [])
 
 
-# -- references by external id, through a test aggregate with the shapes of movies ------
+# -- references by external id, through movie.upsert ----------------------------------
 
 
-@attrs.frozen
-class CreditBody:
-    person_id: int
-    role: str
-
-
-@attrs.frozen
-class FilmBody:
-    title: str
-    genre_ids: list[int] = attrs.Factory(list)
-    credits: list[CreditBody] = attrs.Factory(list)
-
-
-async def insert_films(conn: asyncpg.Connection, films: list[FilmBody]) -> tuple[list[int], list[NewEvent]]:
-    ids = []
-    for film in films:
-        film_id = await conn.fetchval(
-            "INSERT INTO movies (slug, title) VALUES ('film-' || gen_random_uuid(), $1) RETURNING id", film.title
-        )
-        await conn.execute("INSERT INTO movie_genres SELECT $1, unnest($2::bigint[])", film_id, film.genre_ids)
-        for credit in film.credits:
-            await conn.execute(
-                "INSERT INTO credits (movie_id, person_id, role) VALUES ($1, $2, $3)",
-                film_id,
-                credit.person_id,
-                credit.role,
-            )
-        ids.append(film_id)
-    return ids, [NewEvent("movie.created", film_id, None) for film_id in ids]
-
-
-async def replace_film(conn: asyncpg.Connection, film_id: int, film: FilmBody) -> tuple[None, list[NewEvent]]:
-    await conn.execute("UPDATE movies SET title = $2 WHERE id = $1", film_id, film.title)
-    return None, [NewEvent("movie.updated", film_id, None)]
-
-
-FILM_UPSERT = Upsert(
-    "movie",
-    FilmBody,
-    insert_films,
-    replace_film,
-    refs=(ExternalRef("genre", "genres", "genre_ids"), ExternalRef("person", "person", "person_id", within="credits")),
-)
+# The real movie.upsert: data validated as the REST create body, references by external id.
+FILM_UPSERT = COMMANDS["movie.upsert"]
 
 
 def film(message_id: str, external_id: str, data: dict) -> Command:
