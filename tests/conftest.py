@@ -29,7 +29,10 @@ from cinema.settings import Settings
 REQUIRE_SERVICES = os.environ.get("CINEMA_REQUIRE_SERVICES") == "1"
 
 # Every table the service writes; emptied before each test that uses the database.
-TABLES = "external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres"
+TABLES = (
+    "external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres,"
+    " search_positions, search_documents, search_terms"
+)
 
 
 def service_unavailable(reason: str) -> None:

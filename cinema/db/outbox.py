@@ -107,3 +107,23 @@ def _event(row: asyncpg.Record) -> Event:
         data=row["data"],
         affected_movie_ids=tuple(row["affected_movie_ids"]),
     )
+
+
+READ_EVENTS_AFTER = """
+SELECT seq, id, type, entity_id, occurred_at, data::text AS data, affected_movie_ids
+FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2
+"""
+
+
+async def read_events_after(conn: asyncpg.Connection, seq: int, limit: int) -> list[Event]:
+    """The next `limit` events after position `seq`: what a log consumer reads next."""
+    return [_event(row) for row in await conn.fetch(READ_EVENTS_AFTER, seq, limit)]
+
+
+LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM outbox"
+
+
+async def last_seq(conn: asyncpg.Connection) -> int:
+    """The seq of the newest committed event (0 for an empty log); in a snapshot, the snapshot's."""
+    seq: int = await conn.fetchval(LAST_SEQ)
+    return seq
