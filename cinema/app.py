@@ -5,7 +5,8 @@ and unwinds them in reverse at shutdown, so a start-up that fails half-way stops
 what had started.
 
     database (embedded server when CINEMA_DATABASE_URL is unset) -> migrations -> pool
-    -> remote events (other instances' commits onto the local bus) -> actors
+    -> remote events (other instances' commits and index announcements onto the local bus)
+    -> search backend -> actors (catalog, indexer) -> live search dispatcher
 """
 
 from __future__ import annotations
@@ -19,15 +20,31 @@ from aiohttp import web
 
 from cinema.actors.base import Actor
 from cinema.actors.catalog import CatalogActor
+from cinema.actors.indexer import IndexerActor, MatchLive
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import genres, health
-from cinema.http.keys import ACTORS, BUS, CATALOG, DSN, MIGRATIONS, ORIGIN, POOL, REMOTE_EVENTS, SETTINGS
+from cinema.http import genres, health, search
+from cinema.http.keys import (
+    ACTORS,
+    BUS,
+    CATALOG,
+    DSN,
+    INDEXER,
+    LIVE_SEARCH,
+    MIGRATIONS,
+    ORIGIN,
+    POOL,
+    REMOTE_EVENTS,
+    SEARCH_BACKEND,
+    SETTINGS,
+)
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
+from cinema.search.backend import open_backend
+from cinema.search.live import INDEXED_CHANNEL, Indexed, LiveSearch
 from cinema.settings import Settings
 
 
@@ -44,9 +61,12 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(remote_events_ctx)
+    app.cleanup_ctx.append(search_backend_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
+    app.cleanup_ctx.append(live_search_ctx)
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
+    app.add_routes(search.routes)
     return app
 
 
@@ -86,13 +106,23 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:
-    feed = RemoteEvents(app[DSN], app[BUS], app[ORIGIN])
+    feed = RemoteEvents(app[DSN], app[BUS], app[ORIGIN], channels={INDEXED_CHANNEL: Indexed.from_payload})
     app[REMOTE_EVENTS] = feed
     feed.start()
     try:
         yield
     finally:
         await feed.stop()
+
+
+async def search_backend_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The backend object; the indexer creates the index itself (and retries while the backend is down)."""
+    backend = open_backend(app[SETTINGS], app[POOL])
+    app[SEARCH_BACKEND] = backend
+    try:
+        yield
+    finally:
+        await backend.close()
 
 
 def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -102,6 +132,29 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
         async with ActorSystem(on_failure=on_fatal, shutdown_timeout=settings.shutdown_timeout) as system:
             app[ACTORS] = system
             app[CATALOG] = system.spawn(CatalogActor(app[POOL], app[BUS], app[ORIGIN], **options))
+            app[INDEXER] = system.spawn(
+                IndexerActor(
+                    app[DSN],
+                    app[SEARCH_BACKEND],
+                    app[BUS],
+                    app[ORIGIN],
+                    batch_size=settings.search_batch_size,
+                    flush_delay=settings.search_flush_delay,
+                    poll_interval=settings.search_poll_interval,
+                    concurrency=settings.db_pool_size,
+                    **options,
+                )
+            )
             yield
 
     return actors_ctx
+
+
+async def live_search_ctx(app: web.Application) -> AsyncIterator[None]:
+    live = LiveSearch(app[BUS], lambda queries, first, last: app[INDEXER].ask(MatchLive(tuple(queries), first, last)))
+    app[LIVE_SEARCH] = live
+    live.start()
+    try:
+        yield
+    finally:
+        await live.stop()

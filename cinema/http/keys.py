@@ -6,9 +6,12 @@ import asyncpg
 from aiohttp import web
 
 from cinema.actors.catalog import CatalogActor
+from cinema.actors.indexer import IndexerActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
+from cinema.search.backend import SearchBackend
+from cinema.search.live import LiveSearch
 from cinema.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,3 +23,6 @@ CATALOG = web.AppKey("catalog", CatalogActor)
 MIGRATIONS = web.AppKey("migrations", tuple)  # ids of the migrations this code expects
 ORIGIN = web.AppKey("origin", str)  # this app instance's name in commit notifications
 REMOTE_EVENTS = web.AppKey("remote_events", RemoteEvents)
+INDEXER = web.AppKey("indexer", IndexerActor)
+SEARCH_BACKEND = web.AppKey("search_backend", SearchBackend)
+LIVE_SEARCH = web.AppKey("live_search", LiveSearch)
