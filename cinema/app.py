@@ -26,7 +26,7 @@ from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import genres, health, search
+from cinema.http import genres, health, search, search_stream
 from cinema.http.keys import (
     ACTORS,
     BUS,
@@ -40,11 +40,12 @@ from cinema.http.keys import (
     REMOTE_EVENTS,
     SEARCH_BACKEND,
     SETTINGS,
+    STREAM_CLIENTS,
 )
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
 from cinema.search.backend import open_backend
-from cinema.search.live import INDEXED_CHANNEL, Indexed, LiveSearch
+from cinema.search.live import INDEXED_CHANNEL, Clients, Indexed, LiveSearch
 from cinema.settings import Settings
 
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())
     app[ORIGIN] = secrets.token_hex(8)
+    app[STREAM_CLIENTS] = Clients()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(remote_events_ctx)
@@ -67,6 +69,9 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.add_routes(health.routes)
     app.add_routes(genres.routes)
     app.add_routes(search.routes)
+    app.add_routes(search_stream.routes)
+    # Before connections are closed at shutdown: websockets get a close frame, not a timeout.
+    app.on_shutdown.append(close_streams)
     return app
 
 
@@ -158,3 +163,7 @@ async def live_search_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await live.stop()
+
+
+async def close_streams(app: web.Application) -> None:
+    await app[STREAM_CLIENTS].close_all()

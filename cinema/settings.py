@@ -141,6 +141,11 @@ class Settings:
         validator=_between(1, 1000),
         metadata={"doc": "Queries open at once on one streaming-search socket."},
     )
+    search_stream_send_timeout: float = attrs.field(
+        default=10.0,
+        validator=_between(0.01, 600),
+        metadata={"doc": "Seconds a frame may wait for a streaming-search client to take it; then it is dropped."},
+    )
     search_stream_heartbeat: float = attrs.field(
         default=20.0,
         validator=_between(0.1, 600),

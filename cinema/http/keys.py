@@ -11,7 +11,7 @@ from cinema.actors.system import ActorSystem
 from cinema.bus.local import LocalBus
 from cinema.bus.remote import RemoteEvents
 from cinema.search.backend import SearchBackend
-from cinema.search.live import LiveSearch
+from cinema.search.live import Clients, LiveSearch
 from cinema.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,3 +26,4 @@ REMOTE_EVENTS = web.AppKey("remote_events", RemoteEvents)
 INDEXER = web.AppKey("indexer", IndexerActor)
 SEARCH_BACKEND = web.AppKey("search_backend", SearchBackend)
 LIVE_SEARCH = web.AppKey("live_search", LiveSearch)
+STREAM_CLIENTS = web.AppKey("stream_clients", Clients)

@@ -29,6 +29,22 @@ _HTTP_SLUGS = {
 }
 
 
+def problem_body(
+    status: int, slug: str, title: str, detail: str, instance: str, errors: Sequence[FieldError] = ()
+) -> dict[str, Any]:
+    """The problem details object (also sent inside websocket error frames)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    return body
+
+
 def problem(
     request: web.Request,
     status: int,
@@ -38,15 +54,7 @@ def problem(
     errors: Sequence[FieldError] = (),
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.path,
-    }
-    if errors:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    body = problem_body(status, slug, title, detail, request.path, errors)
     return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 

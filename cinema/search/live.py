@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import attrs
 import structlog
@@ -125,3 +126,19 @@ class LiveSearch:
             for live in tuple(self._groups.get(query, ())):
                 for hit in hits:
                     live.deliver(hit)
+
+
+class Client(Protocol):
+    async def close(self) -> None: ...
+
+
+class Clients:
+    """The streaming-search clients of this process: closed at shutdown, counted for stats and tests."""
+
+    def __init__(self) -> None:
+        self.open: set[Client] = set()
+        self.dropped = 0  # disconnected for not reading
+
+    async def close_all(self) -> None:
+        for client in list(self.open):
+            await client.close()

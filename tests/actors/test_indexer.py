@@ -8,12 +8,13 @@ import json
 import orjson
 import pytest
 
-from cinema.actors.indexer import GetIndexerStats, WaitIndexed
+from cinema.actors.indexer import GetIndexerStats
 from cinema.app import create_app
-from cinema.db.outbox import NewEvent, append_events
+from cinema.db.outbox import NewEvent
 from cinema.http.keys import BUS, INDEXER, REMOTE_EVENTS
 from cinema.search.live import Indexed
 from tests.conftest import eventually
+from tests.search.conftest import caught_up, commit
 
 SEARCH = "/api/v1/search"
 
@@ -37,18 +38,6 @@ async def within_a_second(client, q, expected, kinds=""):
         await eventually(check, timeout=1.0)
     except TimeoutError:
         pytest.fail(f"search {q!r} answered {latest}, not {expected}, after a second")
-
-
-async def caught_up(app, db):
-    """Wait until the indexer has indexed every committed event."""
-    seq = await db.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
-    await app[INDEXER].ask(WaitIndexed(seq), timeout=5)
-
-
-async def commit(db, *events):
-    """Events written straight into the outbox (as another writer would), announced at commit."""
-    async with db.transaction():
-        return await append_events(db, events, "tests")
 
 
 def movie_json(movie_id, title, *, genres=(), people=(), description=None):
@@ -225,10 +214,12 @@ async def test_index_lag_is_measured_and_exposed(client, app, db):
         await client.post("/api/v1/genres", json={"name": name})
     await caught_up(app, db)
     stats = await app[INDEXER].ask(GetIndexerStats())
-    assert stats.leader and stats.backend == "postgres"
+    assert stats.leader
+    assert stats.backend == "postgres"
     assert (stats.position, stats.events, stats.documents) == (2, 2, 2)
     assert 0 <= stats.lag_ms_p50 <= stats.lag_ms_p99 <= stats.lag_ms_max < 1000
-    assert stats.lag_ms_last is not None and stats.failed_flushes == 0
+    assert stats.lag_ms_last is not None
+    assert stats.failed_flushes == 0
 
 
 async def test_the_local_announcement_carries_the_documents_written(client, app):

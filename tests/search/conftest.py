@@ -13,7 +13,11 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from aiohttp import web
 
+from cinema.actors.indexer import WaitIndexed
+from cinema.db.outbox import Event, NewEvent, append_events
+from cinema.http.keys import INDEXER
 from cinema.search.backend import SearchBackend
 from cinema.search.documents import KINDS, Document
 from cinema.search.postgres import PostgresSearch
@@ -47,3 +51,15 @@ async def backend(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> AsyncIt
 def doc(kind: str, entity_id: int, version: int = 1, **data: object) -> Document:
     """A document from a resource shaped as API.md describes it."""
     return KINDS[kind].document(entity_id, version, {"id": entity_id, "slug": f"{kind}-{entity_id}", **data})
+
+
+async def caught_up(app: web.Application, db: asyncpg.Connection) -> None:
+    """Wait until the app's indexer has indexed every committed event."""
+    seq = await db.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
+    await app[INDEXER].ask(WaitIndexed(seq), timeout=5)
+
+
+async def commit(db: asyncpg.Connection, *events: NewEvent) -> list[Event]:
+    """Events written straight into the outbox (as another writer would), announced at commit."""
+    async with db.transaction():
+        return await append_events(db, events, "tests")

@@ -195,9 +195,8 @@ class FakeElasticsearch:
         return [r for r in self.requests if endpoint(r) == name]
 
     async def handle(self, request: web.Request) -> web.Response:
-        recorded = Recorded(
-            request.method, request.path, dict(request.query), request.headers.get("Content-Type", ""), await request.read()
-        )
+        content_type = request.headers.get("Content-Type", "")
+        recorded = Recorded(request.method, request.path, dict(request.query), content_type, await request.read())
         self.requests.append(recorded)
         if self.fail_next:
             status = self.fail_next.pop(0)
@@ -286,7 +285,8 @@ def check_index_body(body: dict[str, Any]) -> dict[str, Any]:
         assert set(definition) <= FILTER_PARAMS[definition["type"]], name
         assert 1 <= definition["min_gram"] <= definition["max_gram"], name
     for name, analyzer in analyzers.items():
-        assert analyzer["type"] == "custom" and analyzer["tokenizer"] in BUILTIN_TOKENIZERS, name
+        assert analyzer["type"] == "custom", name
+        assert analyzer["tokenizer"] in BUILTIN_TOKENIZERS, name
         for used in analyzer["filter"]:
             assert used in BUILTIN_FILTERS or used in filters, f"{name}: unknown filter {used}"
     mappings = body["mappings"]
@@ -317,7 +317,8 @@ def check_query(query: dict[str, Any], fields: set[str]) -> list[dict[str, Any]]
         return found
     if kind == "range":
         [(field, bounds)] = clause.items()
-        assert field in fields and set(bounds) <= {"gte", "gt", "lte", "lt"}
+        assert field in fields
+        assert set(bounds) <= {"gte", "gt", "lte", "lt"}
         return []
     assert kind == "multi_match", kind
     assert set(clause) <= MULTI_MATCH_PARAMS
@@ -444,10 +445,12 @@ async def test_search_queries_the_kinds_aliases_with_typos_prefixes_and_title_bo
     assert request.query == {"ignore_unavailable": "true"}
     body = request.json()
     assert set(body) <= SEARCH_BODY
-    assert body["size"] == 7 and body["track_total_hits"] is False
+    assert body["size"] == 7
+    assert body["track_total_hits"] is False
     assert set(body["_source"]["includes"]) <= set(properties)
     clauses = check_query(body["query"], field_names(properties))
-    assert [c.get("type", "best_fields") for c in clauses] == ["best_fields", "bool_prefix", "best_fields", "cross_fields"]
+    types = [c.get("type", "best_fields") for c in clauses]
+    assert types == ["best_fields", "bool_prefix", "best_fields", "cross_fields"]
     assert clauses[0]["fuzziness"] == "AUTO"
     assert clauses[0]["fields"] == ["title^4", "subtitle^2", "body", "extra^0.5"]
     assert clauses[2]["fields"] == ["title.prefix^2", "subtitle.prefix"]
@@ -474,7 +477,8 @@ async def test_live_matching_is_one_msearch_filtered_to_the_batchs_versions(fake
     header, body, header2, _ = request.ndjson()
     assert header == {"index": f"{PREFIX}-movie", "ignore_unavailable": True}
     assert header2["index"] == ",".join(f"{PREFIX}-{kind}" for kind in KINDS)
-    assert set(body) <= SEARCH_BODY and body["size"] == 5
+    assert set(body) <= SEARCH_BODY
+    assert body["size"] == 5
     check_query(body["query"], field_names(properties))
     assert body["query"]["bool"]["filter"] == [{"range": {"seq": {"gte": 10, "lte": 12}}}]
 
