@@ -1,4 +1,4 @@
-"""The command line: `python -m cinema serve | migrate | settings` (`--help` lists them)."""
+"""The command line: `python -m cinema serve | migrate | reindex | settings` (`--help` lists them)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (CINEMA_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (CINEMA_WORKERS, default 1)")
     commands.add_parser("migrate", help="apply pending database migrations, then exit")
+    commands.add_parser(
+        "reindex", help="rebuild the search index from PostgreSQL and swap it in (searches keep answering)"
+    )
     commands.add_parser("settings", help="print the effective settings (secrets redacted)")
     return parser
 
@@ -42,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "reindex":
+        return _reindex(settings)
     print(settings)
     return 0
 
@@ -55,6 +60,28 @@ def _migrate(settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
         apply_migrations(dsn)
+    return 0
+
+
+def _reindex(settings: Settings) -> int:
+    import asyncio
+
+    from cinema.db.embedded import embedded_postgres
+    from cinema.logs import configure_logging
+    from cinema.search.reindex import ReindexRunning, reindex_command
+
+    configure_logging(settings)
+    with contextlib.ExitStack() as stack:
+        dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
+        try:
+            report = asyncio.run(reindex_command(settings, dsn))
+        except ReindexRunning as exc:
+            print(f"cinema: {exc}", file=sys.stderr)
+            return 1
+    print(
+        f"reindexed {report.backend}: {report.documents} documents as of event {report.seq},"
+        f" caught up through event {report.replayed_through}, in {report.seconds:g} s"
+    )
     return 0
 
 

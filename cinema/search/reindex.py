@@ -20,6 +20,7 @@ import structlog
 from cinema.db.outbox import last_seq, read_events_after
 from cinema.search.backend import SearchBackend
 from cinema.search.documents import KINDS, Document, documents_for_events, load_documents
+from cinema.settings import Settings
 
 log = structlog.get_logger("cinema.search")
 
@@ -88,3 +89,15 @@ async def reindex(pool: asyncpg.Pool, backend: SearchBackend) -> ReindexReport:
         finally:
             await lock.execute("SELECT pg_advisory_unlock($1)", REINDEX_LOCK)
     return ReindexReport(backend.name, seq, count, through, round(time.monotonic() - started, 3))
+
+
+async def reindex_command(settings: Settings, dsn: str) -> ReindexReport:
+    """`python -m cinema reindex`: rebuild the configured backend's index from PostgreSQL."""
+    from cinema.search.backend import open_backend
+
+    async with asyncpg.create_pool(dsn, min_size=2, max_size=4, server_settings={"timezone": "UTC"}) as pool:
+        backend = open_backend(settings, pool)
+        try:
+            return await reindex(pool, backend)
+        finally:
+            await backend.close()

@@ -20,10 +20,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from cinema.actors.indexer import IndexerActor, WaitIndexed
+from cinema.bus.local import LocalBus
+from cinema.db.outbox import NewEvent
 from cinema.search.backend import SearchQuery, SearchUnavailable, SearchWriteFailed
 from cinema.search.documents import KINDS, Document
 from cinema.search.elastic import ElasticsearchSearch
-from tests.search.conftest import doc
+from cinema.search.reindex import reindex
+from tests.search.conftest import commit, doc
 
 PREFIX = "ct"
 
@@ -189,6 +193,7 @@ class FakeElasticsearch:
         self.aliases: dict[str, str] = {}  # alias -> index
         self.item_status: dict[str, int] = {}  # document id -> status of its bulk item
         self.fail_next: list[int] = []  # HTTP statuses to answer the next requests with
+        self.fail_bulk: list[int] = []  # ... the next bulk requests with
         self.hits: list[dict[str, Any]] = []
 
     def of(self, name: str) -> list[Recorded]:
@@ -202,6 +207,9 @@ class FakeElasticsearch:
             status = self.fail_next.pop(0)
             return self._reply({"error": {"type": "unavailable", "reason": "down"}, "status": status}, status)
         name = endpoint(recorded)
+        if name == "bulk" and self.fail_bulk:
+            status = self.fail_bulk.pop(0)
+            return self._reply({"error": {"type": "es_rejected_execution_exception"}, "status": status}, status)
         return getattr(self, name.replace(".", "_"))(recorded)
 
     def _reply(self, body: Any, status: int = 200) -> web.Response:
@@ -521,3 +529,48 @@ async def test_a_failed_reindex_deletes_its_new_indices(fake):
     [delete] = server.of("indices.delete")
     assert delete.path == "/" + ",".join(stage.indices.values())
     assert delete.query == {"ignore_unavailable": "true"}
+
+
+async def test_the_whole_reindex_writes_the_snapshot_to_new_indices_then_catches_up_through_the_aliases(fake, pool, db):
+    server, backend = fake
+    await db.execute("INSERT INTO genres (slug, name) VALUES ('drama', 'Drama')")
+    await commit(db, NewEvent("genre.created", 1, '{"id": 1, "slug": "drama", "name": "Drama"}'))
+    report = await reindex(pool, backend)
+    assert (report.backend, report.seq, report.documents, report.replayed_through) == ("elasticsearch", 1, 1, 1)
+    names = [endpoint(r) for r in server.requests]
+    assert names == [
+        *["indices.exists_alias", "indices.create"] * len(KINDS),  # start: the first indices
+        *["indices.create"] * len(KINDS),  # the new ones
+        "bulk",  # the snapshot
+        "indices.refresh",
+        "indices.get_alias",
+        "indices.update_aliases",
+    ]
+    [bulk] = server.of("bulk")
+    action, source = bulk.ndjson()
+    assert action["index"]["version"] == 1  # the snapshot's seq
+    assert action["index"]["_index"].startswith(f"{PREFIX}-genre-")
+    assert action["index"]["_index"] != f"{PREFIX}-genre-0"
+    assert source["label"] == "Drama"
+    # The event is not after the snapshot, so there is nothing to catch up: no second bulk.
+
+
+async def test_the_indexer_retries_a_refused_bulk_with_the_same_documents(fake, database_url, db):
+    server, backend = fake
+    bus = LocalBus()
+    indexer = IndexerActor(database_url, backend, bus, "here", flush_delay=0, poll_interval=0.05)
+    async with indexer:
+        await indexer.ask(WaitIndexed(0), timeout=5)
+        server.fail_bulk = [503, 429]
+        await db.execute("INSERT INTO genres (slug, name) VALUES ('drama', 'Drama')")
+        await commit(db, NewEvent("genre.created", 1, '{"id": 1, "slug": "drama", "name": "Drama"}'))
+        assert await indexer.ask(WaitIndexed(1), timeout=10) == 1
+        stats = indexer.indexer_stats()
+    bulks = server.of("bulk")
+    assert len(bulks) == 3
+    assert bulks[0].body == bulks[1].body == bulks[2].body
+    assert bulks[2].ndjson()[0] == {
+        "index": {"_index": f"{PREFIX}-genre", "_id": "1", "version": 1, "version_type": "external"}
+    }
+    assert (stats.failed_flushes, stats.events, stats.backend) == (2, 1, "elasticsearch")
+    assert await db.fetchval("SELECT seq FROM search_positions WHERE consumer = 'indexer:elasticsearch'") == 1
