@@ -97,12 +97,15 @@ async def _migrate(app: web.Application) -> None:
         await apply_migrations_async(app[DSN])
 
 
+# Timestamps rendered by PostgreSQL (row_to_json) are RFC 3339 in UTC whatever the server's zone.
+# No JIT: on short queries its compilation (hundreds of ms when the planner's estimates are
+# high, as on tables not analyzed yet) costs far more than it saves.
+SESSION = {"timezone": "UTC", "jit": "off"}
+
+
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     size = app[SETTINGS].db_pool_size
-    # Timestamps rendered by PostgreSQL (row_to_json) are RFC 3339 in UTC whatever the server's zone.
-    pool = await asyncpg.create_pool(
-        app[DSN], min_size=min(2, size), max_size=size, server_settings={"timezone": "UTC"}
-    )
+    pool = await asyncpg.create_pool(app[DSN], min_size=min(2, size), max_size=size, server_settings=SESSION)
     app[POOL] = pool
     try:
         yield

@@ -188,7 +188,8 @@ class IndexerActor(Actor):
         delay = RECONNECT[0]
         while not self._stop.is_set():
             try:
-                conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "cinema-indexer"})
+                settings = {"application_name": "cinema-indexer", "timezone": "UTC", "jit": "off"}
+                conn = await asyncpg.connect(self.dsn, server_settings=settings)
             except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:
                 log.warning("indexer_cannot_connect", error=repr(exc), retry_in=delay)
             else:

@@ -55,7 +55,7 @@ def _values(value: Any, steps: tuple[tuple[str, bool], ...]) -> Iterable[str]:
         if value is not None and value != "":
             yield str(value)
         return
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):  # decoded JSON: objects are dicts (and the exact check is fast)
         return
     (key, many), rest = steps[0], steps[1:]
     found = value.get(key)

@@ -93,9 +93,10 @@ async def reindex(pool: asyncpg.Pool, backend: SearchBackend) -> ReindexReport:
 
 async def reindex_command(settings: Settings, dsn: str) -> ReindexReport:
     """`python -m cinema reindex`: rebuild the configured backend's index from PostgreSQL."""
+    from cinema.app import SESSION
     from cinema.search.backend import open_backend
 
-    async with asyncpg.create_pool(dsn, min_size=2, max_size=4, server_settings={"timezone": "UTC"}) as pool:
+    async with asyncpg.create_pool(dsn, min_size=2, max_size=4, server_settings=SESSION) as pool:
         backend = open_backend(settings, pool)
         try:
             return await reindex(pool, backend)

@@ -251,14 +251,23 @@ async def test_a_client_that_does_not_read_is_disconnected_not_buffered(aiohttp_
     loop = asyncio.get_running_loop()
     sock = await stuck_client(client)
     try:
+        clients = client.app[STREAM_CLIENTS]
+        await eventually(lambda: len(clients.open) == 1)
+        [session] = clients.open
         if live:
             await loop.sock_sendall(sock, ws_frame('{"id": "live", "q": "western", "live": true}'))
+            # Its `done` is queued before the flood (live hits wait for it).
+            await eventually(lambda: "live" in session.queries and session.queries["live"].done)
         for i in range(150):
             await loop.sock_sendall(sock, ws_frame(orjson.dumps({"id": f"q{i}", "q": "drama", "limit": 100}).decode()))
-        clients = client.app[STREAM_CLIENTS]
-        [session] = clients.open
-        # Stuck: the socket and transport buffers are full and the queue has filled up behind them.
-        await eventually(lambda: session.outbox.full() or clients.dropped, timeout=10)
+        # Stuck: the socket buffers are full, the transport has paused above its high-water mark,
+        # and the queue has filled up behind it.
+        transport = session.request.transport
+
+        def stuck():
+            return clients.dropped or (session.outbox.full() and transport.get_write_buffer_size() > 64 * 1024)
+
+        await eventually(stuck, timeout=10)
         if live:
             assert clients.dropped == 0
             await client.post("/api/v1/genres", json={"name": "Western"})

@@ -61,6 +61,7 @@ async def test_reindex_rebuilds_from_the_catalog_while_searches_keep_answering(p
     assert await titles(backend, "france") == ["France"]
     indexes = await db.fetch("SELECT indexname FROM pg_indexes WHERE tablename LIKE 'search_%' ORDER BY 1")
     assert [row[0] for row in indexes] == [
+        "search_documents_names_idx",
         "search_documents_pkey",
         "search_documents_tsv_idx",
         "search_documents_version_idx",
