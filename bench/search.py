@@ -370,7 +370,13 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
     rng = random.Random(args.seed)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    results: dict[str, Any] = {"movies": args.movies, "persons": args.persons, "workers": args.workers}
+    results: dict[str, Any] = {
+        "movies": args.movies,
+        "persons": args.persons,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "load_before": round(os.getloadavg()[0], 2),
+    }
     with service(dsn, port, args.workers):
         async with aiohttp.ClientSession() as session:
             await wait_ready(base, session)
@@ -404,6 +410,8 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
             await watcher.close()
         results["search"] = await search_latency(base, args.clients, args.requests, rng) | {"clients": args.clients}
         results["live_push"] = await live_push(base, args.pushes)
+    # Other work on the machine competes with the service, PostgreSQL and this client alike.
+    results["load_after"] = round(os.getloadavg()[0], 2)
     return results
 
 
