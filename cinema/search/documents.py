@@ -19,9 +19,12 @@ from typing import Any, Literal
 import asyncpg
 import attrs
 import orjson
+import structlog
 
 from cinema.db.genres import GENRE_JSON
 from cinema.db.outbox import Event
+
+log = structlog.get_logger("cinema.search")
 
 Weight = Literal["A", "B", "C", "D"]
 WEIGHTS: tuple[Weight, ...] = ("A", "B", "C", "D")
@@ -186,10 +189,13 @@ async def documents_for_events(conn: asyncpg.Connection, events: Sequence[Event]
         name = event.type.partition(".")[0]
         kind = KINDS.get(name)
         if kind is not None:
-            if event.data is None:
+            data = None if event.data is None else orjson.loads(event.data)
+            if data is None:
                 latest[(name, event.entity_id)] = Document(name, event.entity_id, event.seq, None)
-            else:
-                latest[(name, event.entity_id)] = kind.document(event.entity_id, event.seq, orjson.loads(event.data))
+            elif isinstance(data, dict):
+                latest[(name, event.entity_id)] = kind.document(event.entity_id, event.seq, data)
+            else:  # not a resource: indexing it is impossible, and it must not block the events after it
+                log.error("search_event_unusable", seq=event.seq, type=event.type)
         for movie_id in event.affected_movie_ids:
             affected[movie_id] = event.seq
     if affected:
