@@ -438,6 +438,10 @@ def main() -> int:
         return 0
     bulk, search, live = results["bulk_import"], results["search"], results["live_push"]
     print(
+        f"machine: {results['cpus']} CPUs, load average {results['load_before']} before and"
+        f" {results['load_after']} after (this client and the {results['workers']}-process service included)"
+    )
+    print(
         f"catalog: {results['movies']} movies, {results['persons']} persons -> {results['search_documents']} documents"
     )
     print(
