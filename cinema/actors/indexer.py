@@ -268,14 +268,14 @@ class IndexerActor(Actor):
             return  # the safety poll
         # A burst (a bulk import, several writers) gathers into one batch.
         deadline = asyncio.get_running_loop().time() + self.flush_delay
-        seen = 1 + self._wakeups.pending()
-        while seen < self.batch_size:
+        seen = 1
+        while seen + self._wakeups.pending() < self.batch_size:
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._wakeups.get()
             except TimeoutError:
                 return
-            seen += 1 + self._wakeups.pending()
+            seen += 1
 
     async def _advance_to(self, position: int) -> None:
         async with self._advanced:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from functools import partial
 from typing import Any
 
@@ -104,7 +105,12 @@ class StreamSession:
         self.clients = clients
         self.max_queries = settings.search_stream_queries
         self.send_timeout = settings.search_stream_send_timeout
-        self.outbox: asyncio.Queue[tuple[_Query | None, str]] = asyncio.Queue(settings.search_stream_buffer)
+        # The frames waiting to be sent. Not an asyncio.Queue: when the client is dropped,
+        # every sender waiting for room must be released at once (`room` wakes them all).
+        self.outbox: deque[tuple[_Query | None, str]] = deque()
+        self.buffer = settings.search_stream_buffer
+        self.room = asyncio.Event()
+        self.waiting = asyncio.Event()
         self.queries: dict[str, _Query] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
@@ -226,10 +232,10 @@ class StreamSession:
             if len(state.held) < state.query.limit:
                 state.held.append(hit)
             return
-        try:
-            self.outbox.put_nowait((state, state.hit(hit)))
-        except asyncio.QueueFull:
+        if len(self.outbox) >= self.buffer:
             self._drop_client("its send buffer is full")
+            return
+        self._queue(state, state.hit(hit))
 
     # -- frames out --------------------------------------------------------------
 
@@ -239,22 +245,38 @@ class StreamSession:
         await self._send(state, orjson.dumps(frame).decode())
 
     async def _send(self, state: _Query | None, frame: str) -> None:
+        """Queue a frame, waiting for room (the client reads slowly) unless the client is gone."""
+        while len(self.outbox) >= self.buffer and not self.closing:
+            self.room.clear()
+            await self.room.wait()
         if not self.closing:
-            await self.outbox.put((state, frame))
+            self._queue(state, frame)
+
+    def _queue(self, state: _Query | None, frame: str) -> None:
+        self.outbox.append((state, frame))
+        self.waiting.set()
+
+    def full(self) -> bool:
+        return len(self.outbox) >= self.buffer
 
     def _drop_client(self, reason: str) -> None:
         """Disconnect a client that stopped reading (a close frame would wait behind the backlog)."""
         if self.closing:
             return
         self.closing = True
+        self.room.set()  # senders waiting for room give up
         self.clients.dropped += 1
-        log.warning("search_stream_client_dropped", reason=reason, waiting=self.outbox.qsize())
+        log.warning("search_stream_client_dropped", reason=reason, waiting=len(self.outbox))
         if self.request.transport is not None:
             self.request.transport.abort()
 
     async def _write(self) -> None:
         while True:
-            state, frame = await self.outbox.get()
+            while not self.outbox:
+                self.waiting.clear()
+                await self.waiting.wait()
+            state, frame = self.outbox.popleft()
+            self.room.set()
             if state is not None and state.cancelled:
                 continue  # a replaced or cancelled query's leftovers
             try:

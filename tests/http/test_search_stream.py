@@ -265,11 +265,13 @@ async def test_a_client_that_does_not_read_is_disconnected_not_buffered(aiohttp_
         transport = session.request.transport
 
         def stuck():
-            return clients.dropped or (session.outbox.full() and transport.get_write_buffer_size() > 64 * 1024)
+            return clients.dropped or (session.full() and transport.get_write_buffer_size() > 64 * 1024)
 
         await eventually(stuck, timeout=10)
         if live:
             assert clients.dropped == 0
+            # A bad frame now: its error frame waits for room, and so does the reader.
+            await loop.sock_sendall(sock, ws_frame("not json"))
             await client.post("/api/v1/genres", json={"name": "Western"})
         await eventually(lambda: clients.dropped == 1, timeout=10)
         await eventually(lambda: not clients.open, timeout=5)
