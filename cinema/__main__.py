@@ -1,4 +1,4 @@
-"""The command line: `python -m cinema serve | migrate | seed | settings` (`--help` lists them)."""
+"""The command line: `python -m cinema serve | migrate | seed | reindex | token | settings` (`--help` lists them)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=1, metavar="S", help="the random seed (default 1)")
     seed.add_argument(
         "--replace", action="store_true", help="delete the whole catalog and the event log first, then seed"
+    )
+    commands.add_parser(
+        "reindex", help="rebuild the search index from PostgreSQL and swap it in (searches keep answering)"
     )
     commands.add_parser("settings", help="print the effective settings (secrets redacted)")
     token = commands.add_parser("token", help="print a write token signed with CINEMA_JWT_SECRET")
@@ -80,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _token(settings, args.subject, args.ttl)
     if args.command == "seed":
         return _seed(settings, args)
+    if args.command == "reindex":
+        return _reindex(settings)
     print(settings)
     return 0
 
@@ -127,6 +132,28 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         except CatalogNotEmpty as exc:
             print(f"cinema seed: {exc}", file=sys.stderr)
             return 1
+    return 0
+
+
+def _reindex(settings: Settings) -> int:
+    import asyncio
+
+    from cinema.db.embedded import embedded_postgres
+    from cinema.logs import configure_logging
+    from cinema.search.reindex import ReindexRunning, reindex_command
+
+    configure_logging(settings)
+    with contextlib.ExitStack() as stack:
+        dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
+        try:
+            report = asyncio.run(reindex_command(settings, dsn))
+        except ReindexRunning as exc:
+            print(f"cinema: {exc}", file=sys.stderr)
+            return 1
+    print(
+        f"reindexed {report.backend}: {report.documents} documents as of event {report.seq},"
+        f" caught up through event {report.replayed_through}, in {report.seconds:g} s"
+    )
     return 0
 
 

@@ -5,8 +5,9 @@ and unwinds them in reverse at shutdown, so a start-up that fails half-way stops
 what had started.
 
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
-    -> migrations -> pool -> remote events (other instances' commits onto the local bus)
-    -> Redis (when configured) -> actors (catalog, then the cache that reads through it)
+    -> migrations -> pool -> remote events (other instances' commits and index announcements onto
+    the local bus) -> Redis (when configured) -> search backend -> actors (catalog, the cache that
+    reads through it, the indexer) -> live search dispatcher
     -> RabbitMQ (when CINEMA_AMQP_URL is set): broker connection -> outbox relay -> command consumer
 """
 
@@ -22,6 +23,7 @@ from aiohttp import web
 from cinema.actors.base import Actor
 from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
+from cinema.actors.indexer import IndexerActor, MatchLive
 from cinema.actors.system import ActorSystem
 from cinema.bus.amqp import Broker, Topology
 from cinema.bus.commands import CommandConsumer
@@ -32,7 +34,19 @@ from cinema.cache.kinds import KINDS
 from cinema.cache.shared import SharedStore
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.http import changes, countries, credits, genres, health, movies, openapi, persons, shots
+from cinema.http import (
+    changes,
+    countries,
+    credits,
+    genres,
+    health,
+    movies,
+    openapi,
+    persons,
+    search,
+    search_stream,
+    shots,
+)
 from cinema.http.auth import TokenVerifier, auth_middleware
 from cinema.http.keys import (
     ACTORS,
@@ -42,17 +56,23 @@ from cinema.http.keys import (
     CATALOG,
     COMMAND_CONSUMER,
     DSN,
+    INDEXER,
+    LIVE_SEARCH,
     MIGRATIONS,
     ORIGIN,
     POOL,
     RELAY,
     REMOTE_EVENTS,
+    SEARCH_BACKEND,
     SETTINGS,
     SHARED_CACHE,
+    STREAM_CLIENTS,
 )
 from cinema.http.middlewares import request_context_middleware
 from cinema.http.problems import problems_middleware
 from cinema.http.ratelimit import ratelimit_middleware
+from cinema.search.backend import open_backend
+from cinema.search.live import INDEXED_CHANNEL, Clients, Indexed, LiveSearch
 from cinema.settings import Settings, parse_ttls
 
 # Seconds a stopping relay gets to mark what the broker confirmed (else those go out again).
@@ -73,12 +93,15 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())
     app[ORIGIN] = secrets.token_hex(8)
+    app[STREAM_CLIENTS] = Clients()
     app.cleanup_ctx.append(openapi.document_ctx)  # first: an undocumented route fails before anything starts
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(remote_events_ctx)
     app.cleanup_ctx.append(shared_cache_ctx)
+    app.cleanup_ctx.append(search_backend_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
+    app.cleanup_ctx.append(live_search_ctx)
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(command_consumer_ctx)
@@ -90,7 +113,11 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.add_routes(credits.routes)
     app.add_routes(shots.routes)
     app.add_routes(changes.routes)
+    app.add_routes(search.routes)
+    app.add_routes(search_stream.routes)
     app.add_routes(openapi.routes)
+    # Before connections are closed at shutdown: websockets get a close frame, not a timeout.
+    app.on_shutdown.append(close_streams)
     return app
 
 
@@ -116,12 +143,15 @@ async def _migrate(app: web.Application) -> None:
         await apply_migrations_async(app[DSN])
 
 
+# Timestamps rendered by PostgreSQL (row_to_json) are RFC 3339 in UTC whatever the server's zone.
+# No JIT: on short queries its compilation (hundreds of ms when the planner's estimates are
+# high, as on tables not analyzed yet) costs far more than it saves.
+SESSION = {"timezone": "UTC", "jit": "off"}
+
+
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     size = app[SETTINGS].db_pool_size
-    # Timestamps rendered by PostgreSQL (row_to_json) are RFC 3339 in UTC whatever the server's zone.
-    pool = await asyncpg.create_pool(
-        app[DSN], min_size=min(2, size), max_size=size, server_settings={"timezone": "UTC"}
-    )
+    pool = await asyncpg.create_pool(app[DSN], min_size=min(2, size), max_size=size, server_settings=SESSION)
     app[POOL] = pool
     try:
         yield
@@ -130,7 +160,7 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:
-    feed = RemoteEvents(app[DSN], app[BUS], app[ORIGIN])
+    feed = RemoteEvents(app[DSN], app[BUS], app[ORIGIN], channels={INDEXED_CHANNEL: Indexed.from_payload})
     app[REMOTE_EVENTS] = feed
     feed.start()
     try:
@@ -165,6 +195,16 @@ def cache_ttls(settings: Settings) -> dict[str, float]:
     return {name: kind.ttl for name, kind in KINDS.items()} | parse_ttls(settings.cache_ttls)
 
 
+async def search_backend_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The backend object; the indexer creates the index itself (and retries while the backend is down)."""
+    backend = open_backend(app[SETTINGS], app[POOL])
+    app[SEARCH_BACKEND] = backend
+    try:
+        yield
+    finally:
+        await backend.close()
+
+
 def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -184,6 +224,19 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
                     **options,
                 )
                 app[CACHE] = system.spawn(cache)
+            app[INDEXER] = system.spawn(
+                IndexerActor(
+                    app[DSN],
+                    app[SEARCH_BACKEND],
+                    app[BUS],
+                    app[ORIGIN],
+                    batch_size=settings.search_batch_size,
+                    flush_delay=settings.search_flush_delay,
+                    poll_interval=settings.search_poll_interval,
+                    concurrency=settings.db_pool_size,
+                    **options,
+                )
+            )
             yield
 
     return actors_ctx
@@ -241,3 +294,17 @@ async def command_consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await consumer.stop()
+
+
+async def live_search_ctx(app: web.Application) -> AsyncIterator[None]:
+    live = LiveSearch(app[BUS], lambda queries, first, last: app[INDEXER].ask(MatchLive(tuple(queries), first, last)))
+    app[LIVE_SEARCH] = live
+    live.start()
+    try:
+        yield
+    finally:
+        await live.stop()
+
+
+async def close_streams(app: web.Application) -> None:
+    await app[STREAM_CLIENTS].close_all()

@@ -104,6 +104,11 @@ def _long_enough(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: s
         raise SettingsError(f"{env_name(attribute.name)}: must be at least 32 bytes long")
 
 
+def _http_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
+    if value is not None and urlsplit(value).scheme not in ("http", "https"):
+        raise SettingsError(f"{env_name(attribute.name)}: must be an http:// or https:// URL, got {redact_url(value)}")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     # HTTP front end
@@ -242,6 +247,52 @@ class Settings:
         default=1.0,
         validator=_between(0.001, 600),
         metadata={"doc": "Seconds the cache leaves Redis alone after a failure before trying it again."},
+    )
+    # Search
+    elasticsearch_url: str | None = attrs.field(
+        default=None,
+        repr=redact_url,
+        validator=_http_url,
+        metadata={"doc": "Elasticsearch 9 server to search with. Unset: the PostgreSQL search table."},
+    )
+    elasticsearch_prefix: str = attrs.field(
+        default="cinema",
+        metadata={"doc": "Prefix of the Elasticsearch aliases (`<prefix>-movie`, ...) and indices."},
+    )
+    search_batch_size: int = attrs.field(
+        default=500,
+        validator=_between(1, 10_000),
+        metadata={"doc": "Events the indexer reads and writes in one batch."},
+    )
+    search_flush_delay: float = attrs.field(
+        default=0.02,
+        validator=_between(0, 5),
+        metadata={"doc": "Seconds the indexer lets more events gather before writing a batch that is not full."},
+    )
+    search_poll_interval: float = attrs.field(
+        default=5.0,
+        validator=_between(0.05, 3600),
+        metadata={"doc": "Seconds between the indexer's checks of the outbox when no event wakes it (a safety net)."},
+    )
+    search_stream_buffer: int = attrs.field(
+        default=256,
+        validator=_between(1, 100_000),
+        metadata={"doc": "Frames a streaming-search socket may have unsent; a client further behind is disconnected."},
+    )
+    search_stream_queries: int = attrs.field(
+        default=16,
+        validator=_between(1, 1000),
+        metadata={"doc": "Queries open at once on one streaming-search socket."},
+    )
+    search_stream_send_timeout: float = attrs.field(
+        default=10.0,
+        validator=_between(0.01, 600),
+        metadata={"doc": "Seconds a frame may wait for a streaming-search client to take it; then it is dropped."},
+    )
+    search_stream_heartbeat: float = attrs.field(
+        default=20.0,
+        validator=_between(0.1, 600),
+        metadata={"doc": "Seconds between pings on a streaming-search socket; a missed pong closes it."},
     )
     # Logging
     log_level: str = attrs.field(

@@ -41,7 +41,7 @@ REQUIRE_SERVICES = os.environ.get("CINEMA_REQUIRE_SERVICES") == "1"
 # Every table the service writes; emptied before each test that uses the database.
 TABLES = (
     "external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres, "
-    "processed_commands"
+    "processed_commands, search_positions, search_documents, search_terms"
 )
 
 

@@ -10,17 +10,22 @@ change within milliseconds, without polling.
 When the listening connection is lost, notifications sent meanwhile are gone: after
 reconnecting, the bus announces a gap to every subscriber (`Missed`), and each recovers
 in its own way (the cache drops its entries; log readers re-read from their position).
+
+The same connection listens on further channels given in `channels`, whose payloads are
+"<origin>:<rest>": for another origin's payload, `channels[channel](rest)` builds the
+message to publish on the bus (the indexer's `cinema_indexed` announcements travel so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Mapping
 
 import asyncpg
 import structlog
 
-from cinema.bus.local import LocalBus
+from cinema.bus.local import LocalBus, Topical
 from cinema.db.outbox import CHANNEL, read_events
 
 log = structlog.get_logger("cinema.bus")
@@ -29,10 +34,19 @@ _LOST = object()  # queued when the listening connection closes
 
 
 class RemoteEvents:
-    def __init__(self, dsn: str, bus: LocalBus, origin: str, *, backoff: tuple[float, float] = (0.1, 5.0)) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        bus: LocalBus,
+        origin: str,
+        *,
+        channels: Mapping[str, Callable[[str], Topical]] | None = None,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
         self.dsn = dsn
         self.bus = bus
         self.origin = origin
+        self.channels = dict(channels or {})
         self.backoff = backoff
         self.listening = asyncio.Event()  # set while a connection listens (tests and readiness wait on it)
         self._stop = asyncio.Event()
@@ -67,7 +81,8 @@ class RemoteEvents:
         conn = await asyncpg.connect(self.dsn)
         try:
             conn.add_termination_listener(lambda _: queue.put_nowait(_LOST))
-            await conn.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: queue.put_nowait(payload))
+            for channel in (CHANNEL, *self.channels):
+                await conn.add_listener(channel, lambda _conn, _pid, name, payload: queue.put_nowait((name, payload)))
             self.listening.set()
             if announce_gap:
                 self.bus.announce_gap()
@@ -78,9 +93,17 @@ class RemoteEvents:
                     batch.append(queue.get_nowait())
                 if _LOST in batch:
                     raise ConnectionError("the listening connection closed")
-                await self._publish(conn, [str(p) for p in batch])
+                notes = [note for note in batch if isinstance(note, tuple)]
+                await self._publish(conn, [payload for channel, payload in notes if channel == CHANNEL])
+                self._publish_others([(channel, payload) for channel, payload in notes if channel != CHANNEL])
         finally:
             await conn.close(timeout=2)
+
+    def _publish_others(self, notes: list[tuple[str, str]]) -> None:
+        for channel, payload in notes:
+            origin, _, rest = payload.partition(":")
+            if origin != self.origin:
+                self.bus.publish(self.channels[channel](rest))
 
     async def _publish(self, conn: asyncpg.Connection, payloads: list[str]) -> None:
         ranges = []

@@ -75,6 +75,10 @@ CONSTRAINTS: dict[str, Rule] = {
     "outbox_type_format": Rule("type", "is not an event type"),
     "external_ids_kind_valid": Rule("kind", "is not an entity kind"),
     "external_ids_one_target": Rule("kind", "must reference exactly one entity of its kind"),
+    # search tables: written by the indexer only, from its own data (never a client's)
+    "search_positions_pkey": Rule("consumer", "this outbox consumer already has a position"),
+    "search_documents_pkey": Rule("id", "this document is already indexed"),
+    "search_terms_pkey": Rule("term", "this word is already in the lexicon"),
 }
 
 _KEY_VALUE = re.compile(r"Key \((?P<columns>.*)\)=\((?P<value>.*)\) ")

@@ -194,3 +194,23 @@ DELETE FROM outbox WHERE seq IN (
 async def prune_published(conn: asyncpg.Connection, older_than_seconds: float, limit: int) -> int:
     """Delete up to `limit` events published more than `older_than_seconds` ago; returns how many."""
     return int((await conn.execute(PRUNE_PUBLISHED, older_than_seconds, limit)).split()[-1])
+
+
+READ_EVENTS_AFTER = """
+SELECT seq, id, type, entity_id, occurred_at, data::text AS data, affected_movie_ids
+FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2
+"""
+
+
+async def read_events_after(conn: asyncpg.Connection, seq: int, limit: int) -> list[Event]:
+    """The next `limit` events after position `seq`: what a log consumer reads next."""
+    return [_event(row) for row in await conn.fetch(READ_EVENTS_AFTER, seq, limit)]
+
+
+LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM outbox"
+
+
+async def last_seq(conn: asyncpg.Connection) -> int:
+    """The seq of the newest committed event (0 for an empty log); in a snapshot, the snapshot's."""
+    seq: int = await conn.fetchval(LAST_SEQ)
+    return seq

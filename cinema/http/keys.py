@@ -7,6 +7,7 @@ from aiohttp import web
 
 from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
+from cinema.actors.indexer import IndexerActor
 from cinema.actors.system import ActorSystem
 from cinema.bus.amqp import Broker
 from cinema.bus.commands import CommandConsumer
@@ -15,6 +16,8 @@ from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.cache.shared import SharedStore
 from cinema.etags import Tagged
+from cinema.search.backend import SearchBackend
+from cinema.search.live import Clients, LiveSearch
 from cinema.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -33,3 +36,7 @@ SHARED_CACHE = web.AppKey("shared_cache", SharedStore)  # absent without CINEMA_
 BROKER = web.AppKey("broker", Broker)
 RELAY = web.AppKey("relay", OutboxRelay)
 COMMAND_CONSUMER = web.AppKey("command_consumer", CommandConsumer)
+INDEXER = web.AppKey("indexer", IndexerActor)
+SEARCH_BACKEND = web.AppKey("search_backend", SearchBackend)
+LIVE_SEARCH = web.AppKey("live_search", LiveSearch)
+STREAM_CLIENTS = web.AppKey("stream_clients", Clients)

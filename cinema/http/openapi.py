@@ -387,6 +387,8 @@ def _query_param(param: Param) -> dict[str, Any]:
     described: dict[str, Any] = {"name": param.name, "in": "query", "schema": schema}
     if param.description:
         described["description"] = param.description
+    if param.required:
+        described["required"] = True
     return described
 
 

@@ -28,6 +28,7 @@ class Param:
     schema: dict[str, Any]
     description: str = ""
     repeated: bool = False  # ?genre=drama&genre=crime
+    required: bool = False
 
 
 @attrs.frozen

@@ -1,0 +1,105 @@
+"""/api/v1/search: full-text search across movies, persons, genres and countries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import attrs
+from aiohttp import web
+from multidict import MultiMapping
+
+from cinema.actors.indexer import Search
+from cinema.errors import BadRequest, FieldError
+from cinema.http.io import json_response, reject_unknown
+from cinema.http.keys import INDEXER
+from cinema.http.spec import Param, describe
+from cinema.models import meta
+from cinema.search.backend import SearchQuery
+from cinema.search.documents import KINDS
+
+routes = web.RouteTableDef()
+
+BASE = "/api/v1/search"
+TAG = "search"
+MAX_QUERY = 200
+MAX_LIMIT = 100
+
+
+@attrs.frozen
+class SearchHit:
+    """A hit; the fields of its kind's summary follow the fixed ones (a movie's release_year, ...)."""
+
+    type: str = attrs.field(metadata=meta(enum=sorted(KINDS)))
+    id: int
+    slug: str
+    title: str
+    score: float
+
+
+@attrs.frozen
+class SearchResults:
+    items: list[SearchHit]
+    took_ms: float
+
+
+SEARCH_PARAMS = (
+    Param(
+        "q",
+        {"type": "string", "minLength": 1, "maxLength": MAX_QUERY, "pattern": r"\S"},
+        "The words to find; each may be a prefix.",
+        required=True,
+    ),
+    Param(
+        "type",
+        {"type": "string", "enum": sorted(KINDS)},
+        "Kinds to search (comma-separated or repeated); all by default.",
+        repeated=True,
+    ),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20}, "At most this many hits."),
+)
+
+
+def kind_errors(kinds: Sequence[str], field: str) -> list[FieldError]:
+    known = ", ".join(sorted(KINDS))
+    return [FieldError(field, f"unknown kind {kind!r}; known: {known}") for kind in kinds if kind not in KINDS]
+
+
+def query_errors(q: str, limit: int) -> list[FieldError]:
+    errors = []
+    if not q.strip():
+        errors.append(FieldError("q", "must contain something to search for"))
+    elif len(q) > MAX_QUERY:
+        errors.append(FieldError("q", f"must be at most {MAX_QUERY} characters long"))
+    if not 1 <= limit <= MAX_LIMIT:
+        errors.append(FieldError("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
+    return errors
+
+
+def parse_search(params: MultiMapping[str]) -> SearchQuery:
+    """`q`, `type` and `limit` from a query string; anything off is a 400 naming the parameter."""
+    reject_unknown(params, ("q", "type", "limit"))
+    raw_limit = params.get("limit", "20")
+    limit = int(raw_limit) if raw_limit.isdigit() and len(raw_limit) < 6 else 0
+    kinds = tuple(dict.fromkeys(k for value in params.getall("type", ()) for k in value.split(",") if k.strip()))
+    errors = query_errors(params.get("q", ""), limit) + kind_errors(kinds, "type")
+    if errors:
+        raise BadRequest("Invalid query parameters.", errors=errors)
+    return SearchQuery(params["q"].strip(), kinds, limit)
+
+
+@routes.get(BASE)
+@describe(
+    "Search movies, persons, genres and countries",
+    tag=TAG,
+    response=SearchResults,
+    query=SEARCH_PARAMS,
+    errors=(400,),
+)
+async def search(request: web.Request) -> web.Response:
+    query = parse_search(request.query)
+    started = time.perf_counter()
+    hits = await request.app[INDEXER].ask(Search(query))
+    took_ms = round((time.perf_counter() - started) * 1000, 2)
+    body = b'{"items":[' + ",".join(hits).encode() + b'],"took_ms":' + str(took_ms).encode() + b"}"
+    return json_response(request, body)
