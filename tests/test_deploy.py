@@ -68,3 +68,18 @@ def test_the_service_reaches_the_compose_rabbitmq(compose):
     url = compose["services"]["cinema"]["environment"]["CINEMA_AMQP_URL"]
     rabbitmq = compose["services"]["rabbitmq"]["environment"]
     assert url == f"amqp://{rabbitmq['RABBITMQ_DEFAULT_USER']}:{rabbitmq['RABBITMQ_DEFAULT_PASS']}@rabbitmq:5672/"
+
+
+def test_the_service_uses_the_compose_cache_and_search(compose):
+    services = compose["services"]
+    environment = services["cinema"]["environment"]
+    assert environment["CINEMA_REDIS_URL"] == "redis://redis:6379/0"
+    assert environment["CINEMA_ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
+    assert services["cinema"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["cinema"]["depends_on"]["elasticsearch"]["condition"] == "service_healthy"
+    # The Python client of the pinned major version only talks to servers of the same major.
+    assert services["elasticsearch"]["image"].rsplit(":", 1)[1].startswith("9.")
+    for name in ("redis", "elasticsearch"):
+        assert "healthcheck" in services[name]
+    named = {volume.split(":")[0] for s in services.values() for volume in s.get("volumes", [])}
+    assert named <= set(compose["volumes"])
