@@ -8,8 +8,10 @@ loop) appears on every line logged within it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -42,10 +44,56 @@ def _add_logger_name(logger: Any, method: str, event: dict[str, Any]) -> dict[st
     return event
 
 
+# The request being served, for every line logged while serving it: one ContextVar set once per
+# request (cheaper than clearing and binding structlog's context variables on the hot path).
+REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("cinema_request", default=None)
+
+
+def merge_request_context(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    context = REQUEST_CONTEXT.get()
+    if context is not None:
+        for key, value in context.items():
+            event.setdefault(key, value)
+    return event
+
+
+# The access line's fast path: set by configure_logging when lines are JSON at info level.
+_access_out: Any = None
+_access_log = structlog.get_logger("cinema.http")
+
+
+def log_request(method: str, path: str, status: int, duration_ms: float) -> None:
+    """The one `http_request` line per request.
+
+    In production (JSON lines) it is rendered straight to bytes: the same fields, in the same
+    shape as every other line, without the processor chain, which cost a quarter of the
+    throughput of a cached read. Elsewhere (console, tests) it goes through structlog.
+    """
+    if _access_out is None:
+        _access_log.info("http_request", method=method, path=path, status=status, duration_ms=duration_ms)
+        return
+    event: dict[str, Any] = {"method": method, "path": path, "status": status, "duration_ms": duration_ms}
+    context = REQUEST_CONTEXT.get()
+    if context is not None:
+        event.update(context)
+    event["event"] = "http_request"
+    event["level"] = "info"
+    event["timestamp"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    event["logger"] = "cinema.http"
+    _access_out(orjson.dumps(event, default=repr) + b"\n")
+
+
+def _write_and_flush(line: bytes) -> None:
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
+
+
 def configure_logging(settings: Settings) -> None:
+    global _access_out
     level = LEVELS[settings.log_level]
     console = settings.log_format == "console" or (settings.log_format == "auto" and sys.stdout.isatty())
     shared: list[Any] = [
+        merge_request_context,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -91,6 +139,7 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     logging.getLogger("yoyo").setLevel(logging.WARNING)  # migrate logs one migrations_applied line
+    _access_out = _write_and_flush if not console and level <= logging.INFO else None
 
 
 def _json_str(event: dict[str, Any], **_: Any) -> str:

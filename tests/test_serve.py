@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -81,9 +82,16 @@ def test_single_process_serves_and_stops_cleanly_on_sigterm(database_url, tmp_pa
             assert resp.status == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
-    log = (tmp_path / "log").read_text()
-    assert '"event":"serving"' in log
-    assert '"event":"http_request"' in log
+    lines = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    assert "serving" in [line["event"] for line in lines]
+    [access] = [line for line in lines if line["event"] == "http_request" and line["path"] == "/api/v1/genres"]
+    assert access["method"] == "GET"
+    assert access["status"] == 200
+    assert access["level"] == "info"
+    assert access["logger"] == "cinema.http"
+    assert len(access["request_id"]) == 32
+    assert access["timestamp"].endswith("Z")
+    assert access["duration_ms"] >= 0
 
 
 def test_workers_share_the_port_and_a_dead_worker_is_replaced(database_url, tmp_path):

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from cinema.errors import Forbidden, Unauthorized
+from cinema.logs import REQUEST_CONTEXT
 from cinema.settings import Settings
 
 log = structlog.get_logger("cinema.http")
@@ -86,7 +87,9 @@ def auth_middleware(verifier: TokenVerifier | None) -> Any:
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if verifier is not None and request.method in WRITE_METHODS and request.path.startswith("/api/"):
             claims = verifier.claims(request.headers.get("Authorization"))
-            structlog.contextvars.bind_contextvars(subject=claims.get("sub"))
+            context = REQUEST_CONTEXT.get()
+            if context is not None:
+                context["subject"] = claims.get("sub")
         return await handler(request)
 
     return authenticate

@@ -11,6 +11,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from cinema.logs import REQUEST_CONTEXT, log_request
+
 log = structlog.get_logger("cinema.http")
 
 REQUEST_ID = "X-Request-ID"
@@ -30,8 +32,7 @@ def new_request_id() -> str:
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get(REQUEST_ID, "")
     request_id = given if given and _SAFE_ID.match(given) else new_request_id()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    REQUEST_CONTEXT.set({"request_id": request_id})
     started = time.perf_counter()
     status = 500
     try:
@@ -44,10 +45,4 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         exc.headers[REQUEST_ID] = request_id
         raise
     finally:
-        log.info(
-            "http_request",
-            method=request.method,
-            path=request.path,
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        log_request(request.method, request.path, status, round((time.perf_counter() - started) * 1000, 2))
