@@ -19,13 +19,13 @@ message to publish on the bus (the indexer's `cinema_indexed` announcements trav
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 
 import asyncpg
 import structlog
 
 from cinema.bus.local import LocalBus, Topical
+from cinema.bus.service import Reconnecting
 from cinema.db.outbox import CHANNEL, read_events
 
 log = structlog.get_logger("cinema.bus")
@@ -33,7 +33,10 @@ log = structlog.get_logger("cinema.bus")
 _LOST = object()  # queued when the listening connection closes
 
 
-class RemoteEvents:
+class RemoteEvents(Reconnecting):
+    name = "remote_events"
+    retry_on = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
     def __init__(
         self,
         dsn: str,
@@ -43,38 +46,20 @@ class RemoteEvents:
         channels: Mapping[str, Callable[[str], Topical]] | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
     ) -> None:
+        super().__init__(backoff)
         self.dsn = dsn
         self.bus = bus
         self.origin = origin
         self.channels = dict(channels or {})
-        self.backoff = backoff
         self.listening = asyncio.Event()  # set while a connection listens (tests and readiness wait on it)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._listened_before = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="remote-events")
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        delay, connected_before = self.backoff[0], False
-        while not self._stop.is_set():
-            try:
-                await self._listen(announce_gap=connected_before)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("remote_events_disconnected", error=repr(exc), retry_in=delay)
-            connected_before = connected_before or self.listening.is_set()
+    async def session(self) -> None:
+        try:
+            await self._listen(announce_gap=self._listened_before)
+        finally:
+            self._listened_before = self._listened_before or self.listening.is_set()
             self.listening.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._stop.wait()
-            delay = min(delay * 2, self.backoff[1])
 
     async def _listen(self, announce_gap: bool) -> None:
         queue: asyncio.Queue[object] = asyncio.Queue()
@@ -84,6 +69,7 @@ class RemoteEvents:
             for channel in (CHANNEL, *self.channels):
                 await conn.add_listener(channel, lambda _conn, _pid, name, payload: queue.put_nowait((name, payload)))
             self.listening.set()
+            self.healthy()
             if announce_gap:
                 self.bus.announce_gap()
             log.info("remote_events_listening")
