@@ -25,6 +25,8 @@ from typing import Any
 import attrs
 import structlog
 
+from cinema.logs import REQUEST_CONTEXT
+
 log = structlog.get_logger("cinema.actors")
 
 
@@ -57,6 +59,9 @@ class _Envelope:
     msg: Any
     reply: asyncio.Future[Any] | None  # None for `tell`
     deadline: float | None  # loop time after which nobody waits for the answer
+    # The sender's request context (its request id): the actor's log lines about this message
+    # carry it, although the actor runs in a task of its own.
+    context: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -132,7 +137,7 @@ class Actor:
     async def tell(self, msg: Any) -> None:
         """Deliver without waiting for the outcome; waits while the mailbox is full (back-pressure)."""
         self._check_open()
-        await self._mailbox.put(_Envelope(msg, None, None))
+        await self._mailbox.put(_Envelope(msg, None, None, REQUEST_CONTEXT.get()))
 
     async def ask(self, msg: Any, timeout: float | None = None) -> Any:
         """Deliver and wait for the answer. Fails fast with `MailboxFull` rather than queueing behind a backlog."""
@@ -141,7 +146,7 @@ class Actor:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         try:
-            self._mailbox.put_nowait(_Envelope(msg, reply, loop.time() + timeout))
+            self._mailbox.put_nowait(_Envelope(msg, reply, loop.time() + timeout, REQUEST_CONTEXT.get()))
         except asyncio.QueueFull:
             raise MailboxFull(self.name) from None
         try:
@@ -255,6 +260,7 @@ class Actor:
         msg, reply = envelope.msg, envelope.reply
         self._in_flight += 1
         started = loop.time()
+        request = REQUEST_CONTEXT.set(envelope.context)
         with structlog.contextvars.bound_contextvars(actor=self.name, message=type(msg).__name__):
             try:
                 async with asyncio.timeout_at(envelope.deadline):
@@ -279,6 +285,7 @@ class Actor:
                     reply.set_result(result)
             finally:
                 self._in_flight -= 1
+                REQUEST_CONTEXT.reset(request)
 
 
 def _ms(seconds: float) -> float:

@@ -9,6 +9,7 @@ import pytest
 
 from cinema.actors.base import Actor, ActorStopped, AskTimeout, MailboxFull
 from cinema.actors.system import ActorSystem
+from cinema.logs import REQUEST_CONTEXT
 
 
 @attrs.frozen
@@ -213,3 +214,19 @@ async def test_system_stops_actors_in_reverse_order():
         system.spawn(Named("second"))
         await asyncio.sleep(0)  # let both loops start
     assert stopped == ["second", "first"]
+
+
+class Context(Actor):
+    async def handle(self, msg):
+        return REQUEST_CONTEXT.get()
+
+
+async def test_a_message_carries_its_senders_request_context_into_the_actor():
+    async with Context("context") as actor:
+        token = REQUEST_CONTEXT.set({"request_id": "req-7"})
+        try:
+            assert await actor.ask("anything") == {"request_id": "req-7"}
+        finally:
+            REQUEST_CONTEXT.reset(token)
+        # Each message has its own: the next one, sent outside a request, has none.
+        assert await actor.ask("anything") is None
