@@ -80,7 +80,7 @@ def log_request(method: str, path: str, status: int, duration_ms: float) -> None
     event["level"] = "info"
     event["timestamp"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     event["logger"] = "cinema.http"
-    _access_out(orjson.dumps(event, default=repr) + b"\n")
+    _access_out(_json_bytes(event) + b"\n")
 
 
 def _write_and_flush(line: bytes) -> None:

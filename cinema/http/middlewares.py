@@ -7,13 +7,10 @@ import re
 import secrets
 import time
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from cinema.logs import REQUEST_CONTEXT, log_request
-
-log = structlog.get_logger("cinema.http")
 
 REQUEST_ID = "X-Request-ID"
 # An id echoed back into headers and logs must be short and printable.
