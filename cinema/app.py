@@ -47,7 +47,7 @@ from cinema.http import (
     search_stream,
     shots,
 )
-from cinema.http.auth import TokenVerifier, auth_middleware
+from cinema.http.edge import add_routes
 from cinema.http.keys import (
     ACTORS,
     BROKER,
@@ -68,9 +68,6 @@ from cinema.http.keys import (
     SHARED_CACHE,
     STREAM_CLIENTS,
 )
-from cinema.http.middlewares import request_context_middleware
-from cinema.http.problems import problems_middleware
-from cinema.http.ratelimit import ratelimit_middleware
 from cinema.search.backend import open_backend
 from cinema.search.live import INDEXED_CHANNEL, Clients, Indexed, LiveSearch
 from cinema.settings import Settings, parse_ttls
@@ -81,14 +78,7 @@ RELAY_GRACE = 2.0
 
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
     """Build the application. `on_fatal` runs when an actor exhausts its restarts (serve exits then)."""
-    middlewares = [request_context_middleware]
-    if settings.rate_limit:
-        middlewares.append(ratelimit_middleware(settings.rate_limit, settings.rate_limit_window))
-    middlewares += [problems_middleware, auth_middleware(TokenVerifier.from_settings(settings))]
-    app = web.Application(
-        middlewares=middlewares,
-        client_max_size=settings.max_json_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_json_bytes)
     app[SETTINGS] = settings
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())
@@ -105,17 +95,8 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(command_consumer_ctx)
-    app.add_routes(health.routes)
-    app.add_routes(genres.routes)
-    app.add_routes(countries.routes)
-    app.add_routes(persons.routes)
-    app.add_routes(movies.routes)
-    app.add_routes(credits.routes)
-    app.add_routes(shots.routes)
-    app.add_routes(changes.routes)
-    app.add_routes(search.routes)
-    app.add_routes(search_stream.routes)
-    app.add_routes(openapi.routes)
+    tables = (health, genres, countries, persons, movies, credits, shots, changes, search, search_stream, openapi)
+    add_routes(app, settings, (module.routes for module in tables))
     # Before connections are closed at shutdown: websockets get a close frame, not a timeout.
     app.on_shutdown.append(close_streams)
     return app

@@ -81,6 +81,10 @@ class ValidationFailed(DomainError):
     status, slug, title = 422, "validation-failed", "Validation failed"
 
 
+class RateLimited(DomainError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
 class Unavailable(DomainError):
     """A dependency is down or the service is saturated; the client should retry later."""
 

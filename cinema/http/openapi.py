@@ -35,9 +35,9 @@ from cinema.convert import MAX_BULK
 from cinema.errors import PROBLEM_BASE, NotFound
 from cinema.etags import Tagged
 from cinema.http.auth import WRITE_METHODS, WRITE_SCOPE
+from cinema.http.edge import REQUEST_ID
 from cinema.http.io import JSON, MAX_ID, tagged_response
 from cinema.http.keys import OPENAPI
-from cinema.http.middlewares import REQUEST_ID
 from cinema.http.problems import PROBLEM_JSON, PROBLEM_TYPES, ProblemType
 from cinema.http.spec import ListOf, PageOf, Param, Raw, RouteDoc, describe, route_doc
 from cinema.models import Unset
@@ -161,7 +161,7 @@ class _Builder:
         self.tags[doc.tag] = None
         reads = route.method in _READS
         path = route.resource.canonical if route.resource is not None else ""
-        writes = route.method in WRITE_METHODS and path.startswith("/api/")  # what auth_middleware guards
+        writes = route.method in WRITE_METHODS and path.startswith("/api/")  # what the edge's authorize guards
         operation: dict[str, Any] = {"tags": [doc.tag], "summary": doc.summary, "operationId": operation_id}
         description = inspect.getdoc(route.handler)
         if description:

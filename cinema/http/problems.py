@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from urllib.parse import quote
 
@@ -10,7 +9,6 @@ import attrs
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from cinema.actors.base import ActorStopped, AskTimeout, MailboxFull
 from cinema.errors import PROBLEM_BASE, DomainError, FieldError, Forbidden, Unauthorized, problem_document
@@ -168,39 +166,32 @@ def _unavailable(request: web.Request, detail: str, retry_after: int) -> web.Res
     )
 
 
-@web.middleware
-async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except DomainError as exc:
+def render(request: web.Request, exc: Exception) -> web.Response:
+    """The problem+json answer to a handler's exception (a redirect is not one: the edge passes those on)."""
+    if isinstance(exc, DomainError):
         return from_domain_error(request, exc)
-    except MailboxFull:
+    if isinstance(exc, MailboxFull):
         return _unavailable(request, "The service is saturated; retry shortly.", 1)
-    except AskTimeout:
-        log.warning("actor_ask_timeout", exc_info=True)
+    if isinstance(exc, AskTimeout):
+        log.warning("actor_ask_timeout", exc_info=exc)
         return _unavailable(request, "The service did not answer in time; retry shortly.", 2)
-    except ActorStopped:
+    if isinstance(exc, ActorStopped):
         return _unavailable(request, "The service is shutting down; retry on another instance.", 1)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException):
         slug = _HTTP_SLUGS.get(exc.status, "http-error")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         # A type has one title whoever raises it ("Not found", not aiohttp's "Not Found").
         title = exc.reason if slug == "http-error" else PROBLEM_TYPES[slug].title
         return problem(request, exc.status, slug, title, _detail(request, exc), headers=headers)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        # A bug: the client gets no internals, the log gets the whole traceback.
-        log.exception("unhandled_error")
-        return problem(
-            request,
-            500,
-            "internal-error",
-            PROBLEM_TYPES["internal-error"].title,
-            "An unexpected error occurred; it was logged with this request's X-Request-ID.",
-        )
+    # A bug: the client gets no internals, the log gets the whole traceback.
+    log.error("unhandled_error", exc_info=exc)
+    return problem(
+        request,
+        500,
+        "internal-error",
+        PROBLEM_TYPES["internal-error"].title,
+        "An unexpected error occurred; it was logged with this request's X-Request-ID.",
+    )
 
 
 def _detail(request: web.Request, exc: web.HTTPException) -> str:

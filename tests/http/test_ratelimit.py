@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cinema.errors import RateLimited
 from cinema.http.ratelimit import FixedWindow
 from cinema.settings import Settings
 
@@ -39,10 +40,12 @@ async def test_error_responses_carry_the_headers_too(client):
 def test_a_new_window_starts_fresh_and_clients_are_counted_apart():
     now = [0.0]
     window = FixedWindow(limit=2, window=10, clock=lambda: now[0])
-    assert window.hit("a") == (True, 1, 10)
-    assert window.hit("a") == (True, 0, 10)
-    assert window.hit("b") == (True, 1, 10)
+    assert window.admit("a") == (1, 10)
+    assert window.admit("a") == (0, 10)
+    assert window.admit("b") == (1, 10)
     now[0] = 4.2
-    assert window.hit("a") == (False, 0, 6)
+    with pytest.raises(RateLimited) as refused:
+        window.admit("a")
+    assert refused.value.retry_after == 6
     now[0] = 25.0  # two windows later
-    assert window.hit("a") == (True, 1, 5)
+    assert window.admit("a") == (1, 5)
