@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from cinema.actors.catalog import CreateCountries, DeleteCountry, GetCountry, ListCountries, PatchCountry
 from cinema.cache.kinds import COUNTRIES, COUNTRY
 from cinema.convert import structure, structure_bulk
 from cinema.db.countries import SORTS
 from cinema.db.pages import page_ident, page_query
-from cinema.http.cached import cached
+from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
@@ -22,6 +23,15 @@ LIST_PARAMS = ("limit", "sort", "cursor")
 TAG = "countries"
 
 
+def _list_query(params: MultiMapping[str]) -> tuple[str, ListCountries]:
+    reject_unknown(params, LIST_PARAMS)
+    query = page_query(params, SORTS)
+    return page_ident(query), ListCountries(query)
+
+
+LIST_QUERIES = ParsedQueries(_list_query)
+
+
 @routes.get(BASE)
 @describe(
     "List countries",
@@ -32,17 +42,14 @@ TAG = "countries"
     conditional=True,
 )
 async def list_countries(request: web.Request) -> web.Response:
-    reject_unknown(request.query, LIST_PARAMS)
-    query = page_query(request.query, SORTS)
-    return await cached(request, COUNTRIES, page_ident(query), ListCountries(query))
+    ident, message = LIST_QUERIES(request)
+    return await cached(request, COUNTRIES, ident, message)
 
 
 @routes.get(BASE + r"/{id:\d+}")
 @describe("Get a country", tag=TAG, response=Country, errors=(404,), conditional=True)
 async def get_country(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
-    country_id = path_id(request)
-    return await cached(request, COUNTRY, str(country_id), GetCountry(country_id))
+    return await cached_entity(request, COUNTRY, GetCountry)
 
 
 @routes.post(BASE)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from cinema.actors.catalog import AddCredit, DeleteCredit, GetCredit, ListPersonCredits, PatchCredit
 from cinema.cache.kinds import FILMOGRAPHY
 from cinema.convert import structure
 from cinema.db.credits import PERSON_CREDIT_SORTS
-from cinema.db.pages import page_ident, page_query
-from cinema.http.cached import cached
+from cinema.db.pages import PageQuery, page_ident, page_query
+from cinema.http.cached import ParsedQueries, cached
 from cinema.http.io import json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, PageOf, describe, sort_param
@@ -81,8 +82,15 @@ async def delete_credit(request: web.Request) -> web.Response:
     conditional=True,
 )
 async def list_person_credits(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ("limit", "sort", "cursor"))
-    query = page_query(request.query, PERSON_CREDIT_SORTS)
+    page, query = FILMOGRAPHY_QUERIES(request)
     person_id = path_id(request)
-    ident = f"{person_id}|{page_ident(query)}"
-    return await cached(request, FILMOGRAPHY, ident, ListPersonCredits(person_id, query))
+    return await cached(request, FILMOGRAPHY, f"{person_id}|{page}", ListPersonCredits(person_id, query))
+
+
+def _filmography_query(params: MultiMapping[str]) -> tuple[str, PageQuery]:
+    reject_unknown(params, ("limit", "sort", "cursor"))
+    query = page_query(params, PERSON_CREDIT_SORTS)
+    return page_ident(query), query
+
+
+FILMOGRAPHY_QUERIES = ParsedQueries(_filmography_query)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from cinema.actors.catalog import CreateGenres, DeleteGenre, GetGenre, ListGenres, PatchGenre
 from cinema.cache.kinds import GENRE, GENRES
 from cinema.convert import structure, structure_bulk
 from cinema.db.genres import SORTS
 from cinema.db.pages import page_ident, page_query
-from cinema.http.cached import cached
+from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
@@ -22,6 +23,15 @@ LIST_PARAMS = ("limit", "sort", "cursor")
 TAG = "genres"
 
 
+def _list_query(params: MultiMapping[str]) -> tuple[str, ListGenres]:
+    reject_unknown(params, LIST_PARAMS)
+    query = page_query(params, SORTS)
+    return page_ident(query), ListGenres(query)
+
+
+LIST_QUERIES = ParsedQueries(_list_query)
+
+
 @routes.get(BASE)
 @describe(
     "List genres",
@@ -32,17 +42,14 @@ TAG = "genres"
     conditional=True,
 )
 async def list_genres(request: web.Request) -> web.Response:
-    reject_unknown(request.query, LIST_PARAMS)
-    query = page_query(request.query, SORTS)
-    return await cached(request, GENRES, page_ident(query), ListGenres(query))
+    ident, message = LIST_QUERIES(request)
+    return await cached(request, GENRES, ident, message)
 
 
 @routes.get(BASE + r"/{id:\d+}")
 @describe("Get a genre", tag=TAG, response=Genre, errors=(404,), conditional=True)
 async def get_genre(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
-    genre_id = path_id(request)
-    return await cached(request, GENRE, str(genre_id), GetGenre(genre_id))
+    return await cached_entity(request, GENRE, GetGenre)
 
 
 @routes.post(BASE)

@@ -23,7 +23,7 @@ from cinema.convert import structure, structure_bulk
 from cinema.db.movies import MAX_VALUES, SORTS, MovieFilter
 from cinema.db.pages import page_ident, page_query
 from cinema.errors import BadRequest, FieldError
-from cinema.http.cached import cached
+from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, Param, describe, sort_param
@@ -86,20 +86,27 @@ IF_MATCH_NOTE = "If-Match takes the movie's ETag."
     conditional=True,
 )
 async def list_movies(request: web.Request) -> web.Response:
-    reject_unknown(request.query, LIST_PARAMS)
+    ident, message = LIST_QUERIES(request)
+    return await cached(request, MOVIES, ident, message)
+
+
+def _list_query(params: MultiMapping[str]) -> tuple[str, ListMovies]:
+    reject_unknown(params, LIST_PARAMS)
     errors: list[FieldError] = []
-    movie_filter = movie_filter_of(request.query, errors)
+    movie_filter = movie_filter_of(params, errors)
     for key in PAGE_KEYS:
-        if len(request.query.getall(key, [])) > 1:
+        if len(params.getall(key, [])) > 1:
             errors.append(FieldError(key, "must be given at most once"))
     try:
-        query = page_query(request.query, SORTS)
+        query = page_query(params, SORTS)
     except BadRequest as exc:
         errors += exc.errors
     if errors:
         raise BadRequest("Invalid query parameters.", errors=errors)
-    ident = f"{page_ident(query)}|{movie_filter!r}"
-    return await cached(request, MOVIES, ident, ListMovies(movie_filter, query))
+    return f"{page_ident(query)}|{movie_filter!r}", ListMovies(movie_filter, query)
+
+
+LIST_QUERIES = ParsedQueries(_list_query)
 
 
 def movie_filter_of(params: MultiMapping[str], errors: list[FieldError]) -> MovieFilter:
@@ -167,9 +174,7 @@ def _is_year(value: str) -> bool:
     conditional=True,
 )
 async def get_movie(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
-    movie_id = path_id(request)
-    return await cached(request, MOVIE, str(movie_id), GetMovie(movie_id))
+    return await cached_entity(request, MOVIE, GetMovie)
 
 
 @routes.post(BASE)

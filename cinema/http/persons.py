@@ -7,13 +7,14 @@ that field. Filmographies (`/persons/{id}/credits`) live with the credits.
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from cinema.actors.catalog import CreatePersons, DeletePerson, GetPerson, ListPersons, PatchPerson
 from cinema.cache.kinds import PERSON, PERSONS
 from cinema.convert import structure, structure_bulk
 from cinema.db.pages import page_ident, page_query
 from cinema.db.persons import SORTS
-from cinema.http.cached import cached
+from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
@@ -26,6 +27,15 @@ LIST_PARAMS = ("limit", "sort", "cursor")
 TAG = "persons"
 
 
+def _list_query(params: MultiMapping[str]) -> tuple[str, ListPersons]:
+    reject_unknown(params, LIST_PARAMS)
+    query = page_query(params, SORTS)
+    return page_ident(query), ListPersons(query)
+
+
+LIST_QUERIES = ParsedQueries(_list_query)
+
+
 @routes.get(BASE)
 @describe(
     "List persons (without a birth date they sort last by birth_date, first by -birth_date)",
@@ -36,17 +46,14 @@ TAG = "persons"
     conditional=True,
 )
 async def list_persons(request: web.Request) -> web.Response:
-    reject_unknown(request.query, LIST_PARAMS)
-    query = page_query(request.query, SORTS)
-    return await cached(request, PERSONS, page_ident(query), ListPersons(query))
+    ident, message = LIST_QUERIES(request)
+    return await cached(request, PERSONS, ident, message)
 
 
 @routes.get(BASE + r"/{id:\d+}")
 @describe("Get a person", tag=TAG, response=Person, errors=(404,), conditional=True)
 async def get_person(request: web.Request) -> web.Response:
-    reject_unknown(request.query, ())
-    person_id = path_id(request)
-    return await cached(request, PERSON, str(person_id), GetPerson(person_id))
+    return await cached_entity(request, PERSON, GetPerson)
 
 
 @routes.post(BASE)
