@@ -79,3 +79,16 @@ def test_a_skipped_endpoint_or_baseline_is_not_measured():
     assert errors.passed is True
     [target, _] = checks([run("detail", 500)], endpoints)
     assert (target.passed, target.detail) == (None, f"not measured ({FETCH_BASELINE})")
+
+
+def test_the_cache_bench_judges_the_median_round_against_the_issue_targets():
+    from bench.cache import _check
+
+    rows = _check("movie detail hit", [(0.58, 1.5), (0.64, 2.4), (0.61, 1.9)], 0.60).splitlines()
+    assert rows == [
+        "| movie detail hit: req/s vs baseline | 61% | >= 60% | yes |",
+        "| movie detail hit: p99 vs baseline | 1.90x | <= 2x | yes |",
+    ]
+    slow = _check("movie list page hit", [(0.45, 2.1), (0.49, 2.5), (0.52, 1.0)], 0.50)
+    assert slow.splitlines()[0].endswith("| 49% | >= 50% | NO |")
+    assert slow.splitlines()[1].endswith("| 2.10x | <= 2x | NO |")
