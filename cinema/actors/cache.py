@@ -43,6 +43,7 @@ from cinema.cache.shared import Lookup, SharedStore
 from cinema.db.outbox import Event
 from cinema.errors import DomainError
 from cinema.etags import etag
+from cinema.search.live import Indexed
 
 log = structlog.get_logger("cinema.cache")
 
@@ -59,7 +60,8 @@ class Fetch:
 
     kind: Kind
     ident: str
-    query: Any  # a catalog message answering a document (str) or a page (`.render()`)
+    query: Any  # a message answering a document (str) or something with `.render()`
+    source: Actor | None = None  # the actor `query` goes to; the catalog when None
 
 
 @attrs.frozen
@@ -133,12 +135,12 @@ class CacheActor(Actor):
 
     async def handle(self, msg: Any) -> Any:
         match msg:
-            case Fetch(kind=kind, ident=ident, query=query):
-                return await self._fetch(kind, ident, query)
+            case Fetch(kind=kind, ident=ident, query=query, source=source):
+                return await self._fetch(kind, ident, query, source or self.source)
             case _:
                 return await super().handle(msg)
 
-    async def _fetch(self, kind: Kind, ident: str, query: Any) -> tuple[Entry, bool]:
+    async def _fetch(self, kind: Kind, ident: str, query: Any, source: Actor) -> tuple[Entry, bool]:
         entry = self.layer.get(kind, ident)  # stored while the message waited in the mailbox
         if entry is not None:
             return entry, True
@@ -146,7 +148,8 @@ class CacheActor(Actor):
         flight = self._flights.get(key)
         if flight is None:
             flight = self._flights[key] = _Flight()
-            task = asyncio.create_task(self._load(flight, key, kind, ident, query), name=f"cache:load:{key[0]}")
+            load = self._load(flight, key, kind, ident, query, source)
+            task = asyncio.create_task(load, name=f"cache:load:{key[0]}")
             flight.task = task
             self._loading.add(task)
             task.add_done_callback(self._landed)
@@ -156,7 +159,9 @@ class CacheActor(Actor):
         # Shielded: a reader that gives up does not cancel the read the others wait for.
         return await asyncio.shield(flight.task)
 
-    async def _load(self, flight: _Flight, key: Key, kind: Kind, ident: str, query: Any) -> tuple[Entry, bool]:
+    async def _load(
+        self, flight: _Flight, key: Key, kind: Kind, ident: str, query: Any, source: Actor
+    ) -> tuple[Entry, bool]:
         shared = self.shared if self.shared is not None and self.shared.available() else None
         token = None
         try:
@@ -172,7 +177,7 @@ class CacheActor(Actor):
                     self._keep(flight, key, found.entry)
                     return found.entry, True
             self._misses += 1
-            body = render(await self.source.ask(query))
+            body = render(await source.ask(query))
             entry = Entry(body, etag(body))
             if found is not None and shared is not None and await shared.store(kind, ident, found.tag, entry) is False:
                 self._refused += 1
@@ -250,6 +255,10 @@ class CacheActor(Actor):
         for event in fresh:
             for counter in bumped(event.type, event.entity_id, event.affected_movie_ids):
                 seqs[counter] = max(seqs.get(counter, 0), event.seq)
+        for indexed in events:  # a batch made searchable: its last seq orders it among the counters
+            if isinstance(indexed, Indexed):
+                for counter in bumped(indexed.topic, 0, ()):
+                    seqs[counter] = max(seqs.get(counter, 0), indexed.last)
         # Redis first: once this process's layer forgets a key, its next read goes to Redis, which
         # must not still accept the old entry (another process's NOTIFY can arrive before the
         # writer has raised the counters there). Reads in flight meanwhile are detached below.

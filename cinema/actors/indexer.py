@@ -64,7 +64,19 @@ LAG_WINDOW = 1000  # events whose lag the percentiles are taken over
 
 @attrs.frozen
 class Search:
+    """Answers `Hits`."""
+
     query: SearchQuery
+
+
+@attrs.frozen
+class Hits:
+    items: list[str]  # each hit's JSON document, best first
+    took_ms: float  # the backend's time
+
+    def render(self) -> bytes:
+        """The body of GET /api/v1/search (what the cache keeps)."""
+        return b'{"items":[' + ",".join(self.items).encode() + b'],"took_ms":' + str(self.took_ms).encode() + b"}"
 
 
 @attrs.frozen
@@ -141,11 +153,13 @@ class IndexerActor(Actor):
     async def handle(self, msg: Any) -> Any:
         match msg:
             case Search(query=query):
+                started = time.perf_counter()
                 try:
-                    return await self.backend.search(query)
+                    items = await self.backend.search(query)
                 except (*DATABASE_DOWN, SearchUnavailable) as exc:
                     log.warning("search_unavailable", error=repr(exc))
                     raise Unavailable("Search is not available right now; retry shortly.", retry_after=2) from exc
+                return Hits(items, round((time.perf_counter() - started) * 1000, 2))
             case MatchLive(queries=queries, first=first, last=last):
                 return await self.backend.match(queries, first, last)
             case WaitIndexed(seq=seq):

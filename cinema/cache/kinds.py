@@ -60,9 +60,11 @@ MOVIES = Kind("movies", ttl=60, collections=("movies",))
 # A filmography's items are movie summaries next to the person's credits: any movie or
 # person change drops them all (coarse, and cheap next to tracking each page's movies).
 FILMOGRAPHY = Kind("filmography", ttl=300, collections=("movies", "persons"))
+# Search answers change when the indexer makes a batch searchable (search.indexed), not at commit.
+SEARCH = Kind("search", ttl=60, collections=("search",))
 
 KINDS: dict[str, Kind] = {
-    kind.name: kind for kind in (GENRE, GENRES, COUNTRY, COUNTRIES, PERSON, PERSONS, MOVIE, MOVIES, FILMOGRAPHY)
+    kind.name: kind for kind in (GENRE, GENRES, COUNTRY, COUNTRIES, PERSON, PERSONS, MOVIE, MOVIES, FILMOGRAPHY, SEARCH)
 }
 
 RULES: dict[str, Rule] = {
@@ -79,6 +81,8 @@ RULES: dict[str, Rule] = {
     # Credit and shot changes also emit movie.updated with the new document.
     "movie.updated": Rule(entity="movie", collections=("movies",)),
     "movie.deleted": Rule(entity="movie", collections=("movies",)),
+    # Not a domain event: the indexer's announcement (cinema/search/live.py), from any process.
+    "search.indexed": Rule(collections=("search",)),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from multidict import MultiMapping
 
+from cinema.actors.base import Actor
 from cinema.actors.cache import Fetch, render
 from cinema.cache.kinds import Kind
 from cinema.http.io import json_response, path_id, reject_unknown
@@ -42,14 +43,15 @@ async def cached_entity(request: web.Request, kind: Kind, query: Callable[[int],
     return await cached(request, kind, str(entity_id), query(entity_id))
 
 
-async def cached(request: web.Request, kind: Kind, ident: str, query: Any) -> web.Response:
+async def cached(request: web.Request, kind: Kind, ident: str, query: Any, source: Actor | None = None) -> web.Response:
+    """`query`'s answer from the cache, asked of `source` (the catalog when None) on a miss."""
     cache = request.app.get(CACHE)
     if cache is None:
-        return json_response(request, render(await request.app[CATALOG].ask(query)))
+        return json_response(request, render(await (source or request.app[CATALOG]).ask(query)))
     entry = cache.layer.get(kind, ident)
     hit = entry is not None
     if entry is None:
-        entry, hit = await cache.ask(Fetch(kind, ident, query))
+        entry, hit = await cache.ask(Fetch(kind, ident, query, source))
     return json_response(request, entry.body, tag=entry.etag, headers=HIT if hit else MISS)
 
 

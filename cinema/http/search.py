@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import attrs
@@ -10,8 +9,10 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from cinema.actors.indexer import Search
+from cinema.cache.kinds import SEARCH
 from cinema.errors import BadRequest, FieldError
-from cinema.http.io import json_response, reject_unknown
+from cinema.http.cached import ParsedQueries, cached
+from cinema.http.io import reject_unknown
 from cinema.http.keys import INDEXER
 from cinema.http.spec import Param, describe
 from cinema.models import meta
@@ -40,7 +41,8 @@ class SearchHit:
 @attrs.frozen
 class SearchResults:
     items: list[SearchHit]
-    took_ms: float
+    # A cached answer (X-Cache: hit) keeps the time of the search that produced it.
+    took_ms: float = attrs.field(metadata=meta(description="Milliseconds the search backend took."))
 
 
 SEARCH_PARAMS = (
@@ -97,9 +99,13 @@ def parse_search(params: MultiMapping[str]) -> SearchQuery:
     errors=(400,),
 )
 async def search(request: web.Request) -> web.Response:
-    query = parse_search(request.query)
-    started = time.perf_counter()
-    hits = await request.app[INDEXER].ask(Search(query))
-    took_ms = round((time.perf_counter() - started) * 1000, 2)
-    body = b'{"items":[' + ",".join(hits).encode() + b'],"took_ms":' + str(took_ms).encode() + b"}"
-    return json_response(request, body)
+    ident, message = SEARCHES(request)
+    return await cached(request, SEARCH, ident, message, source=request.app[INDEXER])
+
+
+def _search_query(params: MultiMapping[str]) -> tuple[str, Search]:
+    query = parse_search(params)
+    return repr(query), Search(query)
+
+
+SEARCHES = ParsedQueries(_search_query)

@@ -193,7 +193,7 @@ class StreamSession:
     async def _search(self, state: _Query) -> None:
         started = time.perf_counter()
         try:
-            hits = await self.indexer.ask(Search(state.query))
+            hits = (await self.indexer.ask(Search(state.query))).items
         except (DomainError, ActorError) as exc:
             error = exc if isinstance(exc, DomainError) else Unavailable("Search is busy; retry shortly.")
             await self._fail(state, error)
