@@ -155,19 +155,18 @@ class _BatchedStdout:
         self.lines.append(line)
 
     def flush(self) -> None:
-        self.pending = False
-        if not self.lines:
-            return
+        # Taken first: a write that fails (stdout gone) must not leave lines to be written twice.
+        lines, self.lines, self.pending = self.lines, [], False
         chunk: list[bytes] = []
         size = 0
-        for line in self.lines:
+        for line in lines:
             if chunk and size + len(line) > self.LIMIT:
                 _write_stdout(b"".join(chunk))
                 chunk, size = [], 0
             chunk.append(line)
             size += len(line)
-        self.lines = []
-        _write_stdout(b"".join(chunk))
+        if chunk:
+            _write_stdout(b"".join(chunk))
 
 
 def flush_access_lines() -> None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import structlog
 
 from cinema import logs
@@ -115,3 +116,20 @@ def test_the_timestamp_has_structlogs_shape():
     theirs = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
     assert len(ours) == len(theirs) == len("2026-11-26T09:16:39.112177Z")
     assert ours[:16] == theirs[:16] or ours[:13] != theirs[:13]  # same minute, unless it just turned
+
+
+async def test_lines_a_failed_write_took_are_not_written_twice(tmp_path):
+    with recording(tmp_path) as stdout:
+        failing = stdout.write
+
+        def broken(data):
+            raise BrokenPipeError
+
+        stdout.write = broken  # type: ignore[method-assign]
+        log_request("GET", "/lost", 200, time.perf_counter())
+        with pytest.raises(BrokenPipeError):
+            logs.flush_access_lines()
+        stdout.write = failing  # type: ignore[method-assign]
+        log_request("GET", "/kept", 200, time.perf_counter())
+        logs.flush_access_lines()
+    assert [line["path"] for line in stdout.lines()] == ["/kept"]
