@@ -4,7 +4,7 @@ constant-JSON baseline of the same size, and how fast a write on one instance re
     python -m bench.cache [--duration 5] [--rounds 3] [--connections 64] [--writes 200]
 
 Needs PostgreSQL (CINEMA_BENCH_DATABASE_URL, default the local server; a scratch database is
-created, seeded with `cinema seed` and dropped), Redis (CINEMA_BENCH_REDIS_URL, default the
+created, seeded with `cinema seed`, indexed and dropped), Redis (CINEMA_BENCH_REDIS_URL, default the
 local one) and `wrk`. Each server is `python -m cinema serve` with one worker and production
 logging (JSON lines at info, one per request, written to /dev/null) and the rate limiter on
 (with a limit wrk cannot reach). The baseline is a bare aiohttp app answering a constant body
@@ -152,6 +152,9 @@ def seed(database_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CINEMA_")}
     env["CINEMA_DATABASE_URL"] = database_url
     command = [sys.executable, "-m", "cinema", "seed", "--movies", str(MOVIES)]
+    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    # Indexed now, or each server's indexer would build the search index while under load.
+    command = [sys.executable, "-m", "cinema", "reindex"]
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
