@@ -34,13 +34,11 @@ async def cached_entity(request: web.Request, kind: Kind, query: Callable[[int],
     if request.rel_url.raw_query_string:
         reject_unknown(request.query, ())
     entity_id = path_id(request)
+    ident = str(entity_id)
     cache = request.app.get(CACHE)
-    if cache is not None:
-        ident = str(entity_id)
-        entry = cache.layer.get(kind, ident)
-        if entry is not None:
-            return json_response(request, entry.body, tag=entry.etag, headers=HIT)
-    return await cached(request, kind, str(entity_id), query(entity_id))
+    if cache is not None and (entry := cache.layer.get(kind, ident)) is not None:
+        return json_response(request, entry.body, tag=entry.etag, headers=HIT)
+    return await cached(request, kind, ident, query(entity_id))
 
 
 async def cached(request: web.Request, kind: Kind, ident: str, query: Any, source: Actor | None = None) -> web.Response:

@@ -18,7 +18,7 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import structlog
 from aiohttp import web
@@ -45,23 +45,18 @@ _PREFIX = secrets.token_hex(8)
 _COUNTER = itertools.count(1)
 
 
-def new_request_id() -> str:
-    return f"{_PREFIX}{next(_COUNTER):016x}"
-
-
 def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.RouteTableDef]) -> None:
     """Register every route of `tables` behind the edge, then the route for unmatched requests."""
     edge = behind_edge(settings)
     for table in tables:
         for definition in table:
             assert isinstance(definition, web.RouteDef), "static routes would bypass the edge"
-            web.RouteDef(definition.method, definition.path, edge(definition.handler), definition.kwargs).register(
-                app.router
-            )
+            handler = edge(definition.handler)
+            web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
     app.router.add_route("*", "/{path:.*}", edge(unmatched))
 
 
-def behind_edge(settings: Settings) -> functools.partial[Handler]:
+def behind_edge(settings: Settings) -> Callable[[Handler], Handler]:
     """A decorator: the handler, served behind the edge configured by `settings`."""
     window = FixedWindow(settings.rate_limit, settings.rate_limit_window) if settings.rate_limit else None
     verifier = TokenVerifier.from_settings(settings)
@@ -74,7 +69,7 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
     async def edge(request: web.Request) -> web.StreamResponse:
         request_id = request.headers.get(_ID)
         if request_id is None or not _SAFE_ID.match(request_id):
-            request_id = f"{_PREFIX}{next(_COUNTER):016x}"  # new_request_id(), without the call
+            request_id = f"{_PREFIX}{next(_COUNTER):016x}"
         context: dict[str, object] = {"request_id": request_id}
         REQUEST_CONTEXT.set(context)
         started = time.perf_counter()
