@@ -13,6 +13,7 @@ from cinema.app import create_app
 from cinema.cache.kinds import SEARCH
 from cinema.http.keys import CACHE, SEARCH_BACKEND
 from tests.conftest import eventually
+from tests.http.test_cache_instances import start
 from tests.search.conftest import caught_up
 
 BASE = "/api/v1/search"
@@ -96,3 +97,21 @@ async def test_a_search_that_started_before_a_batch_was_indexed_does_not_store_i
     assert (resp.headers["X-Cache"], titles) == ("miss", ["The Mask of Zorro"])
     if cache_layers == "redis":
         assert app[CACHE].cache_stats().refused == 1  # Redis refused it too
+
+
+async def test_two_instances_follow_each_batch_whichever_indexed_it(aiohttp_client, layered_settings, db):
+    first, second = await start(aiohttp_client, layered_settings), await start(aiohttp_client, layered_settings)
+    # Only one instance leads the indexer; the other hears of each batch by NOTIFY.
+    for client in (first, second):
+        await search(client, "zorro")
+        resp, titles = await search(client, "zorro")
+        assert (resp.headers["X-Cache"], titles) == ("hit", [])
+    movie = await create_movie(first, "The Mask of Zorro")
+    for title in ("The Mask of Zorro", "The Legend of Zorro"):
+        for client in (first, second):
+
+            async def found(client=client, title=title):
+                return (await search(client, "zorro"))[1] == [title]
+
+            await eventually(found, timeout=2)
+        await first.patch(f"/api/v1/movies/{movie['id']}", json={"title": "The Legend of Zorro"})
