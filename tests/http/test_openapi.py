@@ -438,3 +438,10 @@ async def test_health_endpoints_are_documented(client, document):
     ready = document["paths"]["/health/ready"]["get"]
     schema = ready["responses"]["200"]["content"]["application/json"]["schema"]
     assert jsonschema_rs.validator_for(schema).is_valid(await (await client.get("/health/ready")).json())
+
+
+def test_each_path_is_one_resource_whatever_the_order_of_its_routes(settings):
+    app = create_app(settings)
+    paths = [resource.canonical for resource in app.router.resources()]
+    assert len(paths) == len(set(paths))
+    assert paths[-1] == "/{path}"  # the edge's route for unmatched requests comes last
