@@ -95,19 +95,18 @@ def log_request(method: str, path: str, status: int, started: float) -> None:
     if out is None:
         _access_log.info("http_request", method=method, path=path, status=status, duration_ms=duration_ms)
         return
-    event: dict[str, Any] = {
+    context = REQUEST_CONTEXT.get() or {}
+    event = {
         "event": "http_request",
         "method": method,
         "path": path,
         "status": status,
         "duration_ms": duration_ms,
+        **context,
+        "level": "info",
+        "timestamp": _timestamp(),
+        "logger": "cinema.http",
     }
-    context = REQUEST_CONTEXT.get()
-    if context is not None:
-        event.update(context)
-    event["level"] = "info"
-    event["timestamp"] = _timestamp()
-    event["logger"] = "cinema.http"
     line = orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
     if out.pending:
         out.lines.append(line)
