@@ -1,7 +1,7 @@
 """Cache benchmark: movie detail and list reads with the cache off and on, against a
 constant-JSON baseline of the same size, and how fast a write on one instance reaches another.
 
-    python -m bench.cache [--duration 5] [--rounds 3] [--connections 64] [--writes 200]
+    python -m bench.cache [--duration 5] [--rounds 5] [--connections 64] [--writes 200]
 
 Needs PostgreSQL (CINEMA_BENCH_DATABASE_URL, default the local server; a scratch database is
 created, seeded with `cinema seed`, indexed and dropped), Redis (CINEMA_BENCH_REDIS_URL, default the
@@ -72,10 +72,21 @@ def scratch_database(server_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# With two cores or more, servers run on one and wrk on another, so they do not take turns on
+# one core and a server's requests/s measure what it costs, not how the scheduler shared it.
+PINNED = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+SERVER_CPU, WRK_CPU = "1", "0"
+WRK_THREADS = 1 if PINNED else 2
+
+
+def on_cpu(cpu: str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if PINNED else argv
+
+
 @contextlib.contextmanager
 def listening(argv: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run `argv` until the block ends; yields its base URL once `port` accepts connections."""
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(on_cpu(SERVER_CPU, argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
@@ -132,7 +143,7 @@ def serve_baseline(port: int, path: str) -> None:
 def wrk(url: str, duration: int, connections: int) -> tuple[float, float, float]:
     """Requests per second, p50 and p99 latency in ms."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        on_cpu(WRK_CPU, ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency", url]),
         check=True,
         capture_output=True,
         text=True,
@@ -207,7 +218,7 @@ def _check(label: str, ratios: list[tuple[float, float]], share: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of hits alternating with baselines")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of hits alternating with baselines")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--writes", type=int, default=200, help="writes for the convergence measurement")
     parser.add_argument("--serve-baseline", nargs=2, metavar=("PORT", "BODY"), help=argparse.SUPPRESS)
@@ -267,7 +278,9 @@ def main() -> int:
         _check("movie list page hit", ratios["list"], LIST_TARGET),
     ]
     lines = [
-        f"wrk -t2 -c{args.connections} -d{args.duration}s, one worker per server, JSON logging at info; "
+        f"wrk -t{WRK_THREADS} -c{args.connections} -d{args.duration}s"
+        f"{', wrk and the servers on separate cores' if PINNED else ''}, one worker per server, "
+        "JSON logging at info; "
         f"medians of {args.rounds} rounds where a scenario ran in each",
         "",
         "| scenario | req/s | p50 ms | p99 ms |",
