@@ -28,10 +28,10 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import psycopg
+
+from bench.common import free_port, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -43,13 +43,6 @@ LIST = "/api/v1/movies?limit=20"
 DETAIL_TARGET, LIST_TARGET, P99_FACTOR = 0.60, 0.50, 2.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -58,18 +51,6 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server on port {port} did not start")
         time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    name = f"cinema_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path="/" + name))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # With two cores or more, servers run on one and wrk on another, so they do not take turns on
@@ -113,31 +94,12 @@ def server(database_url: str, **settings: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def baseline(body: bytes) -> Iterator[str]:
-    """A bare aiohttp app answering `body` as JSON: what a hit should come close to."""
+def baseline(size: int) -> Iterator[str]:
+    """bench/baselines.py's bare aiohttp app answering a constant JSON body of `size` bytes."""
     port = free_port()
-    path = RESULTS / f"baseline-{port}.json"
-    path.write_bytes(body)
-    try:
-        with listening([sys.executable, __file__, "--serve-baseline", str(port), str(path)], port) as base:
-            yield base
-    finally:
-        path.unlink()
-
-
-def serve_baseline(port: int, path: str) -> None:
-    import uvloop
-    from aiohttp import web
-
-    body = Path(path).read_bytes()
-
-    async def constant(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", constant)
-    uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    argv = [sys.executable, "-m", "bench.baselines", "constant", "--port", str(port), "--workers", "1"]
+    with listening([*argv, "--size", str(size)], port) as base:
+        yield base
 
 
 def wrk(url: str, duration: int, connections: int) -> tuple[float, float, float]:
@@ -221,11 +183,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of hits alternating with baselines")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--writes", type=int, default=200, help="writes for the convergence measurement")
-    parser.add_argument("--serve-baseline", nargs=2, metavar=("PORT", "BODY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_baseline:
-        serve_baseline(int(args.serve_baseline[0]), args.serve_baseline[1])
-        return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
@@ -255,7 +213,7 @@ def main() -> int:
             measure("movie list page: cache hit, Redis only", base + LIST)
         # The targets compare a hit with a baseline measured right before it, round after round:
         # this machine's speed drifts over minutes, and a ratio of neighbours is what stays put.
-        with server(dsn) as app, baseline(detail) as detail_base, baseline(page) as list_base:
+        with server(dsn) as app, baseline(len(detail)) as detail_base, baseline(len(page)) as list_base:
             asyncio.run(fetch(app, DETAIL, cache="hit"))
             asyncio.run(fetch(app, LIST, cache="hit"))
             for _ in range(args.rounds):

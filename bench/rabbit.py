@@ -34,13 +34,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
 import orjson
 from aiohttp import web
 
+from bench.common import with_database
 from cinema.actors.catalog import CreateGenres
 from cinema.app import create_app
 from cinema.bus.amqp import Broker, Topology, declare_commands, declare_events
@@ -55,10 +55,6 @@ from cinema.models import GenreCreate
 from cinema.settings import Settings
 
 TARGETS = {"command_ingest_per_s": 2000, "relay_events_per_s": 5000}
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
 
 
 async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 600) -> None:

@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,11 +29,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from bench.baselines import die_with_parent
+from bench.common import free_port, with_database
 from cinema.settings import redact_url
 
 BENCH = Path(__file__).resolve().parent
@@ -156,12 +155,6 @@ def _occurrences(path: Path, needle: str) -> int:
     return path.read_text(errors="replace").count(needle)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http_get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -228,7 +221,7 @@ def _dedicated_database(server: str) -> str:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEDICATED_DATABASE,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{DEDICATED_DATABASE}"')
-    return urlunsplit(urlsplit(server)._replace(path="/" + DEDICATED_DATABASE))
+    return with_database(server, DEDICATED_DATABASE)
 
 
 def _movie_count(dsn: str) -> int:

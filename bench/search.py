@@ -29,8 +29,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,7 +36,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -46,6 +43,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, scratch_database  # noqa: E402
 from cinema.db.migrate import apply_migrations  # noqa: E402
 from cinema.db.outbox import CHANNEL, OUTBOX_LOCK  # noqa: E402
 from cinema.search.documents import COUNTRY_JSON, MOVIE_JSON, PERSON_JSON  # noqa: E402
@@ -88,32 +86,6 @@ COUNTRIES = [
 
 
 # -- the scratch database and the service ------------------------------------------------
-
-
-def with_database(dsn: str, database: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
-
-
-@contextlib.contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"cinema_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        dsn = with_database(server, name)
-        apply_migrations(dsn)
-        yield dsn
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -432,6 +404,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args()
     with scratch_database(args.database_url) as dsn:
+        apply_migrations(dsn)
         results = asyncio.run(run(args, dsn))
     if args.json:
         print(json.dumps(results))
