@@ -18,7 +18,6 @@ import itertools
 import re
 import secrets
 import time
-import typing
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -49,14 +48,15 @@ _COUNTER = itertools.count(1)
 def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.RouteTableDef]) -> None:
     """Register every route of `tables` behind the edge, then the route for unmatched requests."""
     edge = behind_edge(settings)
-    definitions = [definition for table in tables for definition in table]
-    assert all(isinstance(d, web.RouteDef) for d in definitions), "static routes would bypass the edge"
+    definitions: list[web.RouteDef] = []
+    for table in tables:
+        for definition in table:
+            assert isinstance(definition, web.RouteDef), "static routes would bypass the edge"
+            definitions.append(definition)
     # aiohttp gives routes one resource only when they are registered one after another: each
     # path's routes go together, where the path first appears, so routing meets each path once.
-    first: dict[str, int] = {}
-    for i, definition in enumerate(typing.cast(list[web.RouteDef], definitions)):
-        first.setdefault(definition.path, i)
-    for definition in sorted(typing.cast(list[web.RouteDef], definitions), key=lambda d: first[d.path]):
+    rank = {path: i for i, path in enumerate(dict.fromkeys(d.path for d in definitions))}
+    for definition in sorted(definitions, key=lambda d: rank[d.path]):
         handler = edge(definition.handler)
         web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
     app.router.add_route("*", "/{path:.*}", edge(unmatched))

@@ -24,7 +24,7 @@ from cinema.db.movies import MAX_VALUES, SORTS, MovieFilter
 from cinema.db.pages import page_ident, page_query
 from cinema.errors import BadRequest, FieldError
 from cinema.http.cached import ParsedQueries, cached, cached_entity
-from cinema.http.io import json_response, path_id, read_json, reject_unknown
+from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, Param, describe, sort_param
 from cinema.models import AGE_RATINGS, BIGINT_MAX, ROLES, Movie, MovieCreate, MoviePatch, MovieSummary
@@ -204,8 +204,7 @@ async def create_movie(request: web.Request) -> web.Response:
 async def create_movies(request: web.Request) -> web.Response:
     items = structure_bulk(await read_json(request), MovieCreate)
     created = await request.app[CATALOG].ask(CreateMovies(tuple(items), bulk=True))
-    body = b'{"items":[' + ",".join(doc for _, doc in created).encode() + b"]}"
-    return json_response(request, body, status=201)
+    return json_response(request, items_body(doc for _, doc in created), status=201)
 
 
 @routes.patch(ONE)
