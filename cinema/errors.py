@@ -1,6 +1,6 @@
 """Domain errors: what went wrong, in terms a client can act on.
 
-Domain and database code raise these; one HTTP middleware renders them as RFC 9457
+Domain and database code raise these; the HTTP edge (cinema/http/edge.py) renders them as RFC 9457
 problem details, and the RabbitMQ consumer as replies and dead-letter reasons. Nothing here
 knows about HTTP beyond the status code each kind of problem maps to.
 """

@@ -2,7 +2,7 @@
 
 Configured once by the CLI. Library logs (aiohttp, asyncio, yoyo) go through the same
 renderer, so every line of the process has the same shape. Context bound with
-`structlog.contextvars` (request_id in the HTTP middleware, actor and message in the actor
+`structlog.contextvars` (request_id in the HTTP edge, actor and message in the actor
 loop) appears on every line logged within it.
 """
 

@@ -73,7 +73,7 @@ async def _serve_app(settings: Settings, reuse_port: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(
         create_app(settings, on_fatal=fatal),
-        access_log=None,  # the request-context middleware writes one line per request
+        access_log=None,  # the edge (cinema/http/edge.py) writes one line per request
         handle_signals=False,
         shutdown_timeout=settings.shutdown_timeout,
     )
