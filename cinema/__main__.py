@@ -7,10 +7,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
 from cinema.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from cinema.search.reindex import ReindexReport
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reindex", help="rebuild the search index from PostgreSQL and swap it in (searches keep answering)"
     )
+    commands.add_parser(
+        "new-catalog-id",
+        help="give the catalog a new id after restoring a backup (caches, indices, ETags, cursors start afresh)",
+    )
     commands.add_parser("settings", help="print the effective settings (secrets redacted)")
     token = commands.add_parser("token", help="print a write token signed with CINEMA_JWT_SECRET")
     token.add_argument("--subject", default="cli", help="the token's `sub` claim (default: cli)")
@@ -51,7 +59,9 @@ The same --seed writes the same rows. A catalog that already has rows is left al
 event log first: for development and benchmark databases, never a real catalog.
 
 Seeding writes no outbox events: a seeded catalog is a starting state, not a
-history, so nothing is published and the change feed starts after it.
+history, so nothing is published and the change feed starts after it. It gives
+the catalog a new id, so nothing cached, indexed, tagged or followed before it
+carries over (stop the service first: a running one keeps the id it started with).
 The database is CINEMA_DATABASE_URL, or the embedded one in CINEMA_DATA_DIR."""
 
 
@@ -85,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _seed(settings, args)
     if args.command == "reindex":
         return _reindex(settings)
+    if args.command == "new-catalog-id":
+        return _new_catalog_id(settings)
     print(settings)
     return 0
 
@@ -135,18 +147,57 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reindex_with(settings: Settings, dsn: str) -> ReindexReport:
+    from cinema.db.catalog import get_catalog_id
+    from cinema.db.pool import create_pool
+    from cinema.search.configured import open_backend
+    from cinema.search.reindex import reindex
+
+    async with create_pool(dsn, 4) as pool:
+        async with pool.acquire() as conn:
+            catalog_id = await get_catalog_id(conn)
+        backend = open_backend(settings, pool, catalog_id)
+        try:
+            return await reindex(pool, backend)
+        finally:
+            await backend.close()
+
+
+def _new_catalog_id(settings: Settings) -> int:
+    import asyncio
+
+    import asyncpg
+
+    from cinema.db.catalog import get_catalog_id, renew_catalog_id
+    from cinema.db.embedded import embedded_postgres
+
+    async def renew(dsn: str) -> tuple[str, str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            old = await get_catalog_id(conn)
+            return str(old), str(await renew_catalog_id(conn, old))
+        finally:
+            await conn.close()
+
+    with contextlib.ExitStack() as stack:
+        dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
+        old, new = asyncio.run(renew(dsn))
+    print(f"catalog {old} is now {new}: restart the service")
+    return 0
+
+
 def _reindex(settings: Settings) -> int:
     import asyncio
 
     from cinema.db.embedded import embedded_postgres
     from cinema.logs import configure_logging
-    from cinema.search.reindex import ReindexRunning, reindex_command
+    from cinema.search.reindex import ReindexRunning
 
     configure_logging(settings)
     with contextlib.ExitStack() as stack:
         dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
         try:
-            report = asyncio.run(reindex_command(settings, dsn))
+            report = asyncio.run(_reindex_with(settings, dsn))
         except ReindexRunning as exc:
             print(f"cinema: {exc}", file=sys.stderr)
             return 1

@@ -5,8 +5,8 @@ and unwinds them in reverse at shutdown, so a start-up that fails half-way stops
 what had started.
 
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
-    -> migrations -> pool -> remote events (other instances' commits and index announcements onto
-    the local bus) -> Redis (when configured) -> search backend -> actors (catalog, the cache that
+    -> migrations -> pool -> the catalog's id -> remote events (other instances' commits and index
+    announcements onto the local bus) -> Redis (when configured) -> search backend -> actors (catalog, the cache that
     reads through it, the indexer) -> live search dispatcher
     -> RabbitMQ (when CINEMA_AMQP_URL is set): broker connection -> outbox relay -> command consumer
 """
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
+import structlog
 from aiohttp import web
 
 from cinema.actors.base import Actor
@@ -32,8 +34,10 @@ from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.cache.kinds import KINDS
 from cinema.cache.shared import SharedStore
+from cinema.db.catalog import get_catalog_id
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
+from cinema.db.pool import create_pool
 from cinema.http import (
     changes,
     countries,
@@ -54,6 +58,7 @@ from cinema.http.keys import (
     BUS,
     CACHE,
     CATALOG,
+    CATALOG_ID,
     COMMAND_CONSUMER,
     DSN,
     INDEXER,
@@ -68,9 +73,11 @@ from cinema.http.keys import (
     SHARED_CACHE,
     STREAM_CLIENTS,
 )
-from cinema.search.backend import open_backend
+from cinema.search.configured import open_backend
 from cinema.search.live import INDEXED_CHANNEL, Clients, Indexed, LiveSearch
 from cinema.settings import Settings, parse_ttls
+
+log = structlog.get_logger("cinema.app")
 
 # Seconds a stopping relay gets to mark what the broker confirmed (else those go out again).
 RELAY_GRACE = 2.0
@@ -87,6 +94,7 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(openapi.document_ctx)  # first: an undocumented route fails before anything starts
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
+    app.cleanup_ctx.append(catalog_id_ctx)
     app.cleanup_ctx.append(remote_events_ctx)
     app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(search_backend_ctx)
@@ -124,35 +132,26 @@ async def _migrate(app: web.Application) -> None:
         await apply_migrations_async(app[DSN])
 
 
-# Timestamps rendered by PostgreSQL (row_to_json) are RFC 3339 in UTC whatever the server's zone.
-# No JIT: on short queries its compilation (hundreds of ms when the planner's estimates are
-# high, as on tables not analyzed yet) costs far more than it saves.
-# Generic plans: the catalog's statements are prepared once per connection, and their plans do
-# not depend on the values given (keyset pages, ids, filters as semi-joins); replanning every
-# execution cost more than the queries themselves (a list page: 0.75 ms -> 0.51 ms).
-SESSION = {"timezone": "UTC", "jit": "off", "plan_cache_mode": "force_generic_plan"}
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Return a connection to the pool as it is: no reset query, one round trip less per request.
-
-    asyncpg's default reset (UNLISTEN, RESET ALL, unlock advisory locks, CLOSE ALL) costs a
-    round trip on every release. Pooled connections never change their session: settings come
-    from SESSION at connect, advisory locks are transaction-scoped or released in `finally`,
-    and LISTEN runs on dedicated connections. asyncpg still rolls back a transaction left open.
-    """
-
-
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    size = app[SETTINGS].db_pool_size
-    pool = await asyncpg.create_pool(
-        app[DSN], min_size=min(2, size), max_size=size, server_settings=SESSION, reset=_keep_session
-    )
+    pool = await create_pool(app[DSN], app[SETTINGS].db_pool_size)
     app[POOL] = pool
     try:
         yield
     finally:
         await pool.close()
+
+
+async def catalog_id_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Read once: what this process keeps outside the database (cache, index, tags) is named by it."""
+    async with app[POOL].acquire() as conn:
+        try:
+            app[CATALOG_ID] = await get_catalog_id(conn)
+        except asyncpg.UndefinedTableError:
+            # Not migrated yet (a migrate job still to run): a provisional id shares nothing with
+            # anyone, and readiness stays 503, asking for a restart, until the process has the real one.
+            app[CATALOG_ID] = uuid.uuid4()
+            log.warning("catalog_id_unknown", reason="the schema is not migrated yet; restart after migrating")
+    yield
 
 
 async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -174,6 +173,7 @@ async def shared_cache_ctx(app: web.Application) -> AsyncIterator[None]:
     store = SharedStore(
         settings.redis_url,
         settings.redis_prefix,
+        app[CATALOG_ID].hex,
         cache_ttls(settings),
         timeout=settings.redis_timeout,
         retry=settings.redis_retry,
@@ -193,7 +193,7 @@ def cache_ttls(settings: Settings) -> dict[str, float]:
 
 async def search_backend_ctx(app: web.Application) -> AsyncIterator[None]:
     """The backend object; the indexer creates the index itself (and retries while the backend is down)."""
-    backend = open_backend(app[SETTINGS], app[POOL])
+    backend = open_backend(app[SETTINGS], app[POOL], app[CATALOG_ID])
     app[SEARCH_BACKEND] = backend
     try:
         yield
@@ -217,6 +217,7 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
                     max_entries=settings.cache_entries,
                     max_bytes=settings.cache_bytes,
                     shared=app.get(SHARED_CACHE),
+                    etag_key=app[CATALOG_ID].bytes,
                     **options,
                 )
                 app[CACHE] = system.spawn(cache)

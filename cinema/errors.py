@@ -63,6 +63,12 @@ class Conflict(DomainError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class Gone(DomainError):
+    """A position (a `/changes` cursor) in an event log that no longer exists: the catalog was replaced."""
+
+    status, slug, title = 410, "gone", "Gone"
+
+
 class PreconditionFailed(DomainError):
     status, slug, title = 412, "precondition-failed", "Precondition failed"
 

@@ -1,4 +1,9 @@
-"""Strong entity tags: a digest of the exact bytes sent, so equal bodies have equal tags."""
+"""Strong entity tags: a digest of the exact bytes sent, keyed by the catalog they come from.
+
+The key is the catalog's id (cinema/db/catalog.py): equal bodies have equal tags within one
+catalog, and a tag a client kept from another catalog (another database, or this one before
+`seed --replace`) never matches, so neither a 304 nor an `If-Match` can confuse the two.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ import attrs
 from cinema.errors import PreconditionFailed
 
 
-def etag(body: bytes) -> str:
-    return '"' + blake2b(body, digest_size=12).hexdigest() + '"'
+def etag(body: bytes, key: bytes = b"") -> str:
+    """The tag of `body`; `key` is the catalog id's bytes for catalog data (none for static files)."""
+    return '"' + blake2b(body, digest_size=12, key=key).hexdigest() + '"'
 
 
 @attrs.frozen
@@ -32,13 +38,22 @@ def parse_tags(header: str) -> frozenset[str] | None:
     return frozenset(tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip())
 
 
-def check_if_match(current: str | bytes, if_match: str | None) -> None:
+@attrs.frozen
+class IfMatch:
+    """A write's `If-Match` precondition: the tags it names (None for `*`), in its catalog's tag space."""
+
+    tags: frozenset[str] | None
+    key: bytes
+
+    @classmethod
+    def parse(cls, header: str | None, key: bytes) -> IfMatch | None:
+        return None if header is None else cls(parse_tags(header), key)
+
+
+def check_if_match(current: str | bytes, if_match: IfMatch | None) -> None:
     """Raise 412 unless `If-Match` names the current representation (optimistic concurrency)."""
-    if if_match is None:
-        return
-    tags = parse_tags(if_match)
-    if tags is None:
+    if if_match is None or if_match.tags is None:
         return
     body = current.encode() if isinstance(current, str) else current
-    if etag(body) not in tags:
+    if etag(body, if_match.key) not in if_match.tags:
         raise PreconditionFailed("The resource has changed since you read it (If-Match does not match its ETag).")

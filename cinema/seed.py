@@ -27,6 +27,7 @@ import asyncpg
 import attrs
 import structlog
 
+from cinema.db.catalog import get_catalog_id, renew_catalog_id
 from cinema.slugs import slugify
 
 log = structlog.get_logger("cinema.seed")
@@ -333,9 +334,14 @@ EMPTY_CATALOG = """
 TRUNCATE genres, countries, persons, movies, movie_genres, movie_countries, credits, shots, external_ids
 RESTART IDENTITY
 """
-# The old events describe rows that are gone. The outbox's sequence is not restarted:
-# a consumer holding a position never sees positions repeat.
-EMPTY_OUTBOX = "TRUNCATE outbox"
+# With --replace, the old events and the outcomes of processed commands describe rows that are gone.
+# The outbox's sequence is not restarted (a consumer holding a position never sees one repeat).
+EMPTY_HISTORY = "TRUNCATE outbox, processed_commands"
+# Seeding writes rows without events, so whatever was built from the event log no longer describes
+# the catalog: the search documents and positions go (each backend starts again from a snapshot),
+# and the catalog gets a new id (cinema/db/catalog.py), so that nothing kept outside the database
+# (cache entries, Elasticsearch indices, ETags, `/changes` cursors) carries over.
+EMPTY_DERIVED = "TRUNCATE search_positions, search_documents, search_terms"
 
 
 async def write_catalog(
@@ -346,11 +352,13 @@ async def write_catalog(
     async with conn.transaction():
         if replace:
             await conn.execute(EMPTY_CATALOG)
-            await conn.execute(EMPTY_OUTBOX)
+            await conn.execute(EMPTY_HISTORY)
         else:
             await conn.execute(LOCK_CATALOG)
             if not await conn.fetchval(CATALOG_IS_EMPTY):
                 raise CatalogNotEmpty("The catalog already has rows; --replace deletes them first.")
+        await conn.execute(EMPTY_DERIVED)
+        await renew_catalog_id(conn, await get_catalog_id(conn))
         for table in catalog.tables:
             await _copy(conn, table, progress)
         # Fresh statistics, so the first queries after seeding get good plans.

@@ -99,9 +99,9 @@ def amqp_server() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def database_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, migrated database for this test session, dropped at the end."""
+@contextlib.contextmanager
+def fresh_database(postgres_server: str) -> Iterator[str]:
+    """A new, migrated database on the server, dropped at the end."""
     name = f"cinema_test_{secrets.token_hex(4)}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -114,15 +114,36 @@ def database_url(postgres_server: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the test database, emptied first (ids restart at 1)."""
-    conn = await asyncpg.connect(database_url)
+@pytest.fixture(scope="session")
+def database_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session."""
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def other_database_url(postgres_server: str) -> Iterator[str]:
+    """A second database, for tests of two catalogs side by side (connect with `emptied`)."""
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
+
+
+@contextlib.asynccontextmanager
+async def emptied(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the database at `dsn`, emptied first (ids restart at 1)."""
+    conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database, emptied first (ids restart at 1)."""
+    async with emptied(database_url) as conn:
+        yield conn
 
 
 @pytest.fixture

@@ -112,6 +112,7 @@ class CacheActor(Actor):
         max_entries: int,
         max_bytes: int,
         shared: SharedStore | None = None,
+        etag_key: bytes = b"",
         **options: Any,
     ) -> None:
         # Workers mostly wait on a catalog read (their own or one they joined): cheap, many.
@@ -119,6 +120,7 @@ class CacheActor(Actor):
         super().__init__("cache", **options)
         self.source = source
         self.shared = shared
+        self.etag_key = etag_key  # the catalog id's bytes (cinema/etags.py)
         self.layer = LocalLayer(kinds, ttls, max_entries, max_bytes)
         self._flights: dict[Key, _Flight] = {}
         self._loading: set[asyncio.Task[tuple[Entry, bool]]] = set()
@@ -178,7 +180,7 @@ class CacheActor(Actor):
                     return found.entry, True
             self._misses += 1
             body = render(await source.ask(query))
-            entry = Entry(body, etag(body))
+            entry = Entry(body, etag(body, self.etag_key))
             if found is not None and shared is not None and await shared.store(kind, ident, found.tag, entry) is False:
                 self._refused += 1
             self._keep(flight, key, entry)

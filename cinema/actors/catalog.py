@@ -20,10 +20,12 @@ import structlog
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
 from cinema.db import commands, countries, credits, genres, movies, persons, shots
+from cinema.db.catalog import get_catalog_id
 from cinema.db.movies import MovieFilter
 from cinema.db.outbox import NewEvent, append_events, list_changes
 from cinema.db.pages import PageQuery
 from cinema.errors import DomainError, Unavailable
+from cinema.etags import IfMatch
 from cinema.models import (
     CountryCreate,
     CountryPatch,
@@ -68,6 +70,11 @@ class CheckReady:
 
 
 @attrs.frozen
+class GetCatalogId:
+    """Answers with the catalog's id as the database has it now (readiness compares it with the one in use)."""
+
+
+@attrs.frozen
 class ListChanges:
     after: int  # the last seq the client has seen
     limit: int
@@ -93,13 +100,13 @@ class CreateGenres:
 class PatchGenre:
     id: int
     patch: GenrePatch
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
 class DeleteGenre:
     id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -122,13 +129,13 @@ class CreateCountries:
 class PatchCountry:
     id: int
     patch: CountryPatch
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
 class DeleteCountry:
     id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -151,13 +158,13 @@ class CreatePersons:
 class PatchPerson:
     id: int
     patch: PersonPatch
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
 class DeletePerson:
     id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -181,13 +188,13 @@ class CreateMovies:
 class PatchMovie:
     id: int
     patch: MoviePatch
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
 class DeleteMovie:
     id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -197,7 +204,7 @@ class LinkMovie:
     kind: Literal["genre", "country"]
     movie_id: int
     target_id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -205,7 +212,7 @@ class UnlinkMovie:
     kind: Literal["genre", "country"]
     movie_id: int
     target_id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -225,14 +232,14 @@ class PatchCredit:
     movie_id: int
     credit_id: int
     patch: CreditPatch
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
 class DeleteCredit:
     movie_id: int
     credit_id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -256,13 +263,13 @@ class GetShot:
 class PatchShot:
     id: int
     patch: ShotPatch
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
 class DeleteShot:
     id: int
-    if_match: str | None = None
+    if_match: IfMatch | None = None
 
 
 @attrs.frozen
@@ -362,6 +369,8 @@ class CatalogActor(Actor):
                 return await self._write(commands.apply_commands, batch, grouped)
             case CheckReady(expected=expected):
                 return await self._read(_missing_migrations, expected)
+            case GetCatalogId():
+                return await self._read(get_catalog_id)
             case _:
                 return await super().handle(msg)
 

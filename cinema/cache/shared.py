@@ -1,6 +1,6 @@
 """The shared layer: Redis, seen by every process, never trusted to be up.
 
-Keys, under P = "<prefix>:c<schema version>":
+Keys, under P = "<prefix>:<catalog id>:c<schema version>":
 
     P:epoch              changes whenever Redis may hold entries an invalidation missed: set from
                          Redis's clock on first use (a restarted, empty Redis never reuses an old
@@ -10,6 +10,11 @@ Keys, under P = "<prefix>:c<schema version>":
                          raised, expires a while after the longest entry TTL
     P:e:<kind>:<ident>   "<tag>\\n<etag>\\n<body>", with the kind's TTL
     P:l:<kind>:<ident>   the load lock (SET NX PX): one process reads the catalog, the others wait
+
+The catalog id (cinema/db/catalog.py) is in every key because the counters hold outbox seqs, which
+are versions only within one event log: two databases behind one Redis and prefix, or one database
+before and after `seed --replace`, number their events independently, and with a shared namespace
+an entry of one would be accepted as current by the other.
 
 An entry's tag is the epoch and the counters of its key as they were read *before* the catalog
 read that produced it. A lookup reads the entry, the epoch and the counters in one MGET and
@@ -103,14 +108,21 @@ class _Down(Exception):
 
 class SharedStore:
     def __init__(
-        self, url: str, prefix: str, ttls: Mapping[str, float], *, timeout: float = 0.1, retry: float = 1.0
+        self,
+        url: str,
+        prefix: str,
+        catalog: str,
+        ttls: Mapping[str, float],
+        *,
+        timeout: float = 0.1,
+        retry: float = 1.0,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.retry = retry
         self.errors = 0
         self.became_dirty = asyncio.Event()  # set while `dirty`, for the actor's recovery loop
-        self._prefix = f"{prefix}:c{SCHEMA_VERSION}"
+        self._prefix = f"{prefix}:{catalog}:c{SCHEMA_VERSION}"
         self._epoch_key = f"{self._prefix}:epoch"
         self._ttls_ms = {name: math.ceil(ttl * 1000) for name, ttl in ttls.items()}
         self._counter_ttl_ms = math.ceil((max(ttls.values(), default=0) + COUNTER_MARGIN) * 1000)

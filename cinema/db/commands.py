@@ -31,6 +31,7 @@ import attrs
 from cinema.convert import structure
 from cinema.db.outbox import NewEvent
 from cinema.errors import Conflict, DomainError, FieldError, Unavailable, ValidationFailed
+from cinema.etags import IfMatch
 from cinema.models import UNSET, meta
 
 KINDS = ("movie", "person", "genre", "country")
@@ -38,7 +39,7 @@ KINDS = ("movie", "person", "genre", "country")
 # Write functions of an aggregate: a bulk insert (ids in the items' order), an update, a delete.
 Insert = Callable[[asyncpg.Connection, Sequence[Any]], Awaitable[tuple[Sequence[int], Sequence[NewEvent]]]]
 Update = Callable[[asyncpg.Connection, int, Any], Awaitable[tuple[Any, Sequence[NewEvent]]]]
-Remove = Callable[[asyncpg.Connection, int, str | None], Awaitable[tuple[Any, Sequence[NewEvent]]]]
+Remove = Callable[[asyncpg.Connection, int, IfMatch | None], Awaitable[tuple[Any, Sequence[NewEvent]]]]
 
 
 @attrs.frozen
@@ -107,7 +108,7 @@ Action = Upsert | Delete
 Create = Callable[
     [asyncpg.Connection, Sequence[Any], bool], Awaitable[tuple[Sequence[tuple[int, str]], Sequence[NewEvent]]]
 ]
-Patch = Callable[[asyncpg.Connection, int, Any, str | None], Awaitable[tuple[Any, Sequence[NewEvent]]]]
+Patch = Callable[[asyncpg.Connection, int, Any, IfMatch | None], Awaitable[tuple[Any, Sequence[NewEvent]]]]
 
 
 def inserting(create: Create) -> Insert:

@@ -11,6 +11,7 @@ from cinema.db.pages import Page, PageQuery, SortKey, fetch_page
 from cinema.db.slugs import free_slugs
 from cinema.db.writes import Created, delete_row, insert_batch, lock_row, update_row, updated
 from cinema.errors import NotFound
+from cinema.etags import IfMatch
 from cinema.models import UNSET, CountryCreate, CountryPatch
 
 COUNTRY_JSON = "(SELECT row_to_json(d) FROM (SELECT c.id, c.code, c.slug, c.name) d)::text"
@@ -72,7 +73,7 @@ RETURNING {COUNTRY_JSON}
 
 
 async def patch_country(
-    conn: asyncpg.Connection, country_id: int, patch: CountryPatch, if_match: str | None
+    conn: asyncpg.Connection, country_id: int, patch: CountryPatch, if_match: IfMatch | None
 ) -> tuple[str, list[NewEvent]]:
     [current] = await lock_row(conn, "country", LOCK_COUNTRY, country_id, if_match)
     code = None if patch.code is UNSET else patch.code
@@ -86,7 +87,7 @@ DELETE_COUNTRY = "DELETE FROM countries WHERE id = $1"
 
 
 async def delete_country(
-    conn: asyncpg.Connection, country_id: int, if_match: str | None
+    conn: asyncpg.Connection, country_id: int, if_match: IfMatch | None
 ) -> tuple[None, list[NewEvent]]:
     await lock_row(conn, "country", LOCK_COUNTRY, country_id, if_match)
     movies = await conn.fetchval(MOVIES_OF_COUNTRY, country_id)  # before the cascade removes the links

@@ -23,7 +23,7 @@ from cinema.db.movies import movie_updated as movie_updated_event
 from cinema.db.outbox import NewEvent
 from cinema.db.pages import Page, PageQuery, SortKey, keyset_params, make_page
 from cinema.errors import NotFound
-from cinema.etags import check_if_match
+from cinema.etags import IfMatch, check_if_match
 from cinema.models import UNSET, CreditCreate, CreditPatch
 
 GET_CREDIT = f"SELECT {CREDIT_JSON} FROM credits c WHERE c.id = $2 AND c.movie_id = $1"
@@ -80,7 +80,7 @@ RETURNING {CREDIT_JSON}
 
 
 async def patch_credit(
-    conn: asyncpg.Connection, movie_id: int, credit_id: int, patch: CreditPatch, if_match: str | None
+    conn: asyncpg.Connection, movie_id: int, credit_id: int, patch: CreditPatch, if_match: IfMatch | None
 ) -> tuple[str, list[NewEvent]]:
     await lock_movie(conn, movie_id)
     row = await conn.fetchrow(LOCK_CREDIT, movie_id, credit_id)
@@ -112,7 +112,7 @@ DELETE_CREDIT = "DELETE FROM credits WHERE id = $2 AND movie_id = $1"
 
 
 async def delete_credit(
-    conn: asyncpg.Connection, movie_id: int, credit_id: int, if_match: str | None
+    conn: asyncpg.Connection, movie_id: int, credit_id: int, if_match: IfMatch | None
 ) -> tuple[None, list[NewEvent]]:
     await lock_movie(conn, movie_id)
     check_if_match(await get_credit(conn, movie_id, credit_id), if_match)

@@ -12,6 +12,7 @@ from cinema.db.pages import Page, PageQuery, SortKey, fetch_page
 from cinema.db.slugs import free_slugs
 from cinema.db.writes import Created, delete_row, insert_batch, lock_row, update_row, updated
 from cinema.errors import NotFound
+from cinema.etags import IfMatch
 from cinema.models import UNSET, GenreCreate, GenrePatch
 
 # row_to_json keeps the declared key order and renders compactly (json_build_object adds spaces).
@@ -67,7 +68,7 @@ RETURNING {GENRE_JSON}
 
 
 async def patch_genre(
-    conn: asyncpg.Connection, genre_id: int, patch: GenrePatch, if_match: str | None
+    conn: asyncpg.Connection, genre_id: int, patch: GenrePatch, if_match: IfMatch | None
 ) -> tuple[str, list[NewEvent]]:
     [current] = await lock_row(conn, "genre", LOCK_GENRE, genre_id, if_match)
     name = None if patch.name is UNSET else patch.name
@@ -79,7 +80,9 @@ async def patch_genre(
 DELETE_GENRE = "DELETE FROM genres WHERE id = $1"
 
 
-async def delete_genre(conn: asyncpg.Connection, genre_id: int, if_match: str | None) -> tuple[None, list[NewEvent]]:
+async def delete_genre(
+    conn: asyncpg.Connection, genre_id: int, if_match: IfMatch | None
+) -> tuple[None, list[NewEvent]]:
     await lock_row(conn, "genre", LOCK_GENRE, genre_id, if_match)
     movies = await conn.fetchval(MOVIES_OF_GENRE, genre_id)  # before the cascade removes the links
     return await delete_row(conn, "genre", DELETE_GENRE, genre_id, movies)

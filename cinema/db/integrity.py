@@ -79,6 +79,9 @@ CONSTRAINTS: dict[str, Rule] = {
     "search_positions_pkey": Rule("consumer", "this outbox consumer already has a position"),
     "search_documents_pkey": Rule("id", "this document is already indexed"),
     "search_terms_pkey": Rule("term", "this word is already in the lexicon"),
+    # the catalog's identity: one row, written by migrations and `seed` only
+    "catalog_pkey": Rule("one", "the catalog already has an id"),
+    "catalog_one_row": Rule("one", "there is only one catalog"),
 }
 
 _KEY_VALUE = re.compile(r"Key \((?P<columns>.*)\)=\((?P<value>.*)\) ")

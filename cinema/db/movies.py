@@ -27,7 +27,7 @@ from cinema.db.outbox import NewEvent
 from cinema.db.pages import Page, PageQuery, SortKey, keyset_clauses, keyset_params, make_page
 from cinema.db.slugs import free_slugs
 from cinema.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
-from cinema.etags import check_if_match
+from cinema.etags import IfMatch, check_if_match
 from cinema.models import BIGINT_MAX, UNSET, CreditCreate, MovieCreate, MoviePatch, Unset
 from cinema.slugs import slugify
 
@@ -447,7 +447,7 @@ def _update_sql(columns: tuple[str, ...]) -> str:
 
 
 async def patch_movie(
-    conn: asyncpg.Connection, movie_id: int, patch: MoviePatch, if_match: str | None
+    conn: asyncpg.Connection, movie_id: int, patch: MoviePatch, if_match: IfMatch | None
 ) -> tuple[str, list[NewEvent]]:
     await lock_movie(conn, movie_id)
     current = await get_movie(conn, movie_id)
@@ -565,7 +565,9 @@ SELECT array(SELECT id FROM credits WHERE movie_id = $1 ORDER BY id),
 """
 
 
-async def delete_movie(conn: asyncpg.Connection, movie_id: int, if_match: str | None) -> tuple[None, list[NewEvent]]:
+async def delete_movie(
+    conn: asyncpg.Connection, movie_id: int, if_match: IfMatch | None
+) -> tuple[None, list[NewEvent]]:
     """Delete the movie with its links, credits and shots; each credit and shot gets its event."""
     await lock_movie(conn, movie_id)
     check_if_match(await get_movie(conn, movie_id), if_match)
@@ -608,21 +610,21 @@ LINKS = {
 
 
 async def link(
-    conn: asyncpg.Connection, kind: str, movie_id: int, target_id: int, if_match: str | None
+    conn: asyncpg.Connection, kind: str, movie_id: int, target_id: int, if_match: IfMatch | None
 ) -> tuple[None, list[NewEvent]]:
     """Add the genre or country (idempotent: present already, nothing changes and no event)."""
     return await _change_link(conn, LINKS[kind], LINKS[kind].add, movie_id, target_id, if_match)
 
 
 async def unlink(
-    conn: asyncpg.Connection, kind: str, movie_id: int, target_id: int, if_match: str | None
+    conn: asyncpg.Connection, kind: str, movie_id: int, target_id: int, if_match: IfMatch | None
 ) -> tuple[None, list[NewEvent]]:
     """Remove the genre or country (idempotent as well)."""
     return await _change_link(conn, LINKS[kind], LINKS[kind].remove, movie_id, target_id, if_match)
 
 
 async def _change_link(
-    conn: asyncpg.Connection, kind: Link, sql: str, movie_id: int, target_id: int, if_match: str | None
+    conn: asyncpg.Connection, kind: Link, sql: str, movie_id: int, target_id: int, if_match: IfMatch | None
 ) -> tuple[None, list[NewEvent]]:
     await lock_movie(conn, movie_id)
     if if_match is not None:

@@ -17,6 +17,7 @@ from cinema.db.pages import Page, PageQuery, SortKey, fetch_page
 from cinema.db.slugs import free_slugs
 from cinema.db.writes import Created, delete_row, insert_batch, lock_row, update_row, updated
 from cinema.errors import Conflict, FieldError, NotFound, ValidationFailed
+from cinema.etags import IfMatch
 from cinema.models import UNSET, PersonCreate, PersonPatch
 
 PERSON_JSON = """(SELECT row_to_json(d) FROM (
@@ -105,7 +106,7 @@ RETURNING {PERSON_JSON}
 
 
 async def patch_person(
-    conn: asyncpg.Connection, person_id: int, patch: PersonPatch, if_match: str | None
+    conn: asyncpg.Connection, person_id: int, patch: PersonPatch, if_match: IfMatch | None
 ) -> tuple[str, list[NewEvent]]:
     row = await lock_row(conn, "person", LOCK_PERSON, person_id, if_match)
     before = {name: row[name] for name in EDITABLE}
@@ -122,7 +123,9 @@ COUNT_CREDITS = "SELECT count(*) FROM credits WHERE person_id = $1"
 DELETE_PERSON = "DELETE FROM persons WHERE id = $1"
 
 
-async def delete_person(conn: asyncpg.Connection, person_id: int, if_match: str | None) -> tuple[None, list[NewEvent]]:
+async def delete_person(
+    conn: asyncpg.Connection, person_id: int, if_match: IfMatch | None
+) -> tuple[None, list[NewEvent]]:
     # The row lock makes the count exact: adding a credit takes a key-share lock on the
     # person, which waits for this transaction, and then fails on the foreign key.
     await lock_row(conn, "person", LOCK_PERSON, person_id, if_match)

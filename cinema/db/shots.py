@@ -13,7 +13,7 @@ from cinema.db.movies import SHOT_JSON, given, lock_movie, movie_updated, page_s
 from cinema.db.outbox import NewEvent
 from cinema.db.pages import Page, PageQuery, SortKey, keyset_params, make_page
 from cinema.errors import NotFound
-from cinema.etags import check_if_match
+from cinema.etags import IfMatch, check_if_match
 from cinema.models import UNSET, ShotPatch
 
 # Both served by shots_movie_position_idx (movie_id, position, id) or the primary key.
@@ -66,7 +66,7 @@ RETURNING {SHOT_JSON}
 
 
 async def patch_shot(
-    conn: asyncpg.Connection, shot_id: int, patch: ShotPatch, if_match: str | None
+    conn: asyncpg.Connection, shot_id: int, patch: ShotPatch, if_match: IfMatch | None
 ) -> tuple[str, list[NewEvent]]:
     movie_id, current = await _lock_movie_of(conn, shot_id)
     check_if_match(current, if_match)
@@ -81,7 +81,7 @@ async def patch_shot(
 DELETE_SHOT = "DELETE FROM shots WHERE id = $1"
 
 
-async def delete_shot(conn: asyncpg.Connection, shot_id: int, if_match: str | None) -> tuple[None, list[NewEvent]]:
+async def delete_shot(conn: asyncpg.Connection, shot_id: int, if_match: IfMatch | None) -> tuple[None, list[NewEvent]]:
     movie_id, current = await _lock_movie_of(conn, shot_id)
     check_if_match(current, if_match)
     await conn.execute(DELETE_SHOT, shot_id)

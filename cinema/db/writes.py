@@ -18,7 +18,7 @@ import asyncpg
 from cinema.db.integrity import to_domain_error, violated_value
 from cinema.db.outbox import NewEvent
 from cinema.errors import Conflict, DomainError, FieldError, NotFound
-from cinema.etags import check_if_match
+from cinema.etags import IfMatch, check_if_match
 
 # An item's unique values: (field, value as its unique index compares it, e.g. lower(name)).
 UniqueKeys = Sequence[tuple[str, str]]
@@ -70,7 +70,7 @@ def _locate(error: DomainError, value: str | None, keys: Sequence[UniqueKeys]) -
     return error
 
 
-async def lock_row(conn: asyncpg.Connection, kind: str, sql: str, entity_id: int, if_match: str | None) -> Any:
+async def lock_row(conn: asyncpg.Connection, kind: str, sql: str, entity_id: int, if_match: IfMatch | None) -> Any:
     """The row `sql` selects `FOR UPDATE` (the document first); 404 when absent, 412 when If-Match is stale."""
     row = await conn.fetchrow(sql, entity_id)
     if row is None:

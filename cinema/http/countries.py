@@ -11,7 +11,7 @@ from cinema.convert import structure, structure_bulk
 from cinema.db.countries import SORTS
 from cinema.db.pages import page_ident, page_query
 from cinema.http.cached import ParsedQueries, cached, cached_entity
-from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
+from cinema.http.io import if_match, items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
 from cinema.models import Country, CountryCreate, CountryPatch
@@ -94,12 +94,12 @@ async def create_countries(request: web.Request) -> web.Response:
 async def patch_country(request: web.Request) -> web.Response:
     country_id = path_id(request)
     patch = structure(await read_json(request), CountryPatch)
-    doc = await request.app[CATALOG].ask(PatchCountry(country_id, patch, request.headers.get("If-Match")))
+    doc = await request.app[CATALOG].ask(PatchCountry(country_id, patch, if_match(request)))
     return json_response(request, doc.encode())
 
 
 @routes.delete(BASE + r"/{id:\d+}")
 @describe("Delete a country (it leaves its movies)", tag=TAG, status=204, errors=(404, 412), conditional=True)
 async def delete_country(request: web.Request) -> web.Response:
-    await request.app[CATALOG].ask(DeleteCountry(path_id(request), request.headers.get("If-Match")))
+    await request.app[CATALOG].ask(DeleteCountry(path_id(request), if_match(request)))
     return web.Response(status=204)

@@ -11,7 +11,7 @@ from cinema.convert import structure
 from cinema.db.credits import PERSON_CREDIT_SORTS
 from cinema.db.pages import PageQuery, page_ident, page_query
 from cinema.http.cached import ParsedQueries, cached
-from cinema.http.io import json_response, path_id, read_json, reject_unknown
+from cinema.http.io import if_match, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, PageOf, describe, sort_param
 from cinema.models import Credit, CreditCreate, CreditPatch, PersonCredit
@@ -60,7 +60,7 @@ async def get_credit(request: web.Request) -> web.Response:
 async def patch_credit(request: web.Request) -> web.Response:
     movie_id, credit_id = path_id(request), path_id(request, "credit_id")
     patch = structure(await read_json(request), CreditPatch)
-    doc = await request.app[CATALOG].ask(PatchCredit(movie_id, credit_id, patch, request.headers.get("If-Match")))
+    doc = await request.app[CATALOG].ask(PatchCredit(movie_id, credit_id, patch, if_match(request)))
     return json_response(request, doc.encode())
 
 
@@ -68,7 +68,7 @@ async def patch_credit(request: web.Request) -> web.Response:
 @describe("Remove a credit from its movie", tag=TAG, status=204, errors=(404, 412), conditional=True)
 async def delete_credit(request: web.Request) -> web.Response:
     movie_id, credit_id = path_id(request), path_id(request, "credit_id")
-    await request.app[CATALOG].ask(DeleteCredit(movie_id, credit_id, request.headers.get("If-Match")))
+    await request.app[CATALOG].ask(DeleteCredit(movie_id, credit_id, if_match(request)))
     return web.Response(status=204)
 
 

@@ -9,8 +9,8 @@ import orjson
 from aiohttp import web
 
 from cinema.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
-from cinema.etags import Tagged, etag, parse_tags
-from cinema.http.keys import SETTINGS
+from cinema.etags import IfMatch, Tagged, etag, parse_tags
+from cinema.http.keys import CATALOG_ID, SETTINGS
 
 JSON = "application/json"
 MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints
@@ -57,12 +57,17 @@ def json_response(
 ) -> web.Response:
     """A JSON response with a strong ETag (`tag` when the caller has it: a cache entry keeps
     the ETag of its body); 304, with the same headers, when If-None-Match already has it."""
-    tag = tag or etag(body)
+    tag = tag or etag(body, request.app[CATALOG_ID].bytes)
     if status == 200 and _not_modified(request, tag):
         return web.Response(status=304, headers={**(headers or {}), "ETag": tag})
     response = web.Response(body=body, status=status, content_type=JSON, headers=headers)
     response.headers["ETag"] = tag
     return response
+
+
+def if_match(request: web.Request) -> IfMatch | None:
+    """The request's `If-Match`, checked by the write against tags of this catalog."""
+    return IfMatch.parse(request.headers.get("If-Match"), request.app[CATALOG_ID].bytes)
 
 
 def items_body(docs: Iterable[str]) -> bytes:

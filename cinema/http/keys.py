@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 from aiohttp import web
 
@@ -23,6 +25,8 @@ from cinema.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 DSN = web.AppKey("dsn", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# Names everything kept outside the database: Redis keys, search indices, ETags, feed cursors.
+CATALOG_ID = web.AppKey("catalog_id", uuid.UUID)
 BUS = web.AppKey("bus", LocalBus)
 ACTORS = web.AppKey("actors", ActorSystem)
 CATALOG = web.AppKey("catalog", CatalogActor)

@@ -24,7 +24,7 @@ from cinema.db.movies import MAX_VALUES, SORTS, MovieFilter
 from cinema.db.pages import page_ident, page_query
 from cinema.errors import BadRequest, FieldError
 from cinema.http.cached import ParsedQueries, cached, cached_entity
-from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
+from cinema.http.io import if_match, items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, Param, describe, sort_param
 from cinema.models import AGE_RATINGS, BIGINT_MAX, ROLES, Movie, MovieCreate, MoviePatch, MovieSummary
@@ -219,14 +219,14 @@ async def create_movies(request: web.Request) -> web.Response:
 async def patch_movie(request: web.Request) -> web.Response:
     movie_id = path_id(request)
     patch = structure(await read_json(request), MoviePatch)
-    doc = await request.app[CATALOG].ask(PatchMovie(movie_id, patch, request.headers.get("If-Match")))
+    doc = await request.app[CATALOG].ask(PatchMovie(movie_id, patch, if_match(request)))
     return json_response(request, doc.encode())
 
 
 @routes.delete(ONE)
 @describe("Delete a movie with its credits and shots", tag=TAG, status=204, errors=(404, 412), conditional=True)
 async def delete_movie(request: web.Request) -> web.Response:
-    await request.app[CATALOG].ask(DeleteMovie(path_id(request), request.headers.get("If-Match")))
+    await request.app[CATALOG].ask(DeleteMovie(path_id(request), if_match(request)))
     return web.Response(status=204)
 
 
@@ -238,7 +238,7 @@ async def delete_movie(request: web.Request) -> web.Response:
 async def _change_link(request: web.Request, kind: Literal["genre", "country"], add: bool) -> web.Response:
     message = LinkMovie if add else UnlinkMovie
     target_id = path_id(request, f"{kind}_id")
-    await request.app[CATALOG].ask(message(kind, path_id(request), target_id, request.headers.get("If-Match")))
+    await request.app[CATALOG].ask(message(kind, path_id(request), target_id, if_match(request)))
     return web.Response(status=204)
 
 

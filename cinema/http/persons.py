@@ -15,7 +15,7 @@ from cinema.convert import structure, structure_bulk
 from cinema.db.pages import page_ident, page_query
 from cinema.db.persons import SORTS
 from cinema.http.cached import ParsedQueries, cached, cached_entity
-from cinema.http.io import items_body, json_response, path_id, read_json, reject_unknown
+from cinema.http.io import if_match, items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, ListOf, PageOf, describe, sort_param
 from cinema.models import Person, PersonCreate, PersonPatch
@@ -98,7 +98,7 @@ async def create_persons(request: web.Request) -> web.Response:
 async def patch_person(request: web.Request) -> web.Response:
     person_id = path_id(request)
     patch = structure(await read_json(request), PersonPatch)
-    doc = await request.app[CATALOG].ask(PatchPerson(person_id, patch, request.headers.get("If-Match")))
+    doc = await request.app[CATALOG].ask(PatchPerson(person_id, patch, if_match(request)))
     return json_response(request, doc.encode())
 
 
@@ -111,5 +111,5 @@ async def patch_person(request: web.Request) -> web.Response:
     conditional=True,
 )
 async def delete_person(request: web.Request) -> web.Response:
-    await request.app[CATALOG].ask(DeletePerson(path_id(request), request.headers.get("If-Match")))
+    await request.app[CATALOG].ask(DeletePerson(path_id(request), if_match(request)))
     return web.Response(status=204)

@@ -72,6 +72,14 @@ PROBLEM_TYPES = {
             "exist, or the resource is still referenced (`errors` names the field).",
         ),
         ProblemType(
+            "gone",
+            410,
+            "Gone",
+            "The cursor is a position in another catalog's event log: the catalog was replaced (`seed --replace`, "
+            "a restore) or the cursor comes from another deployment. Read the resources again, then follow the feed "
+            "from the `next_cursor` of a call without `since`.",
+        ),
+        ProblemType(
             "precondition-failed",
             412,
             "Precondition failed",

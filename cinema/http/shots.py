@@ -8,7 +8,7 @@ from cinema.actors.catalog import DeleteShot, GetShot, ListShots, PatchShot
 from cinema.convert import structure
 from cinema.db.pages import page_query
 from cinema.db.shots import DEFAULT_SORT, SORTS
-from cinema.http.io import json_response, path_id, read_json, reject_unknown
+from cinema.http.io import if_match, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
 from cinema.http.spec import PAGE_PARAMS, PageOf, Param, describe, sort_param
 from cinema.models import Shot, ShotPatch
@@ -57,12 +57,12 @@ async def get_shot(request: web.Request) -> web.Response:
 async def patch_shot(request: web.Request) -> web.Response:
     shot_id = path_id(request)
     patch = structure(await read_json(request), ShotPatch)
-    doc = await request.app[CATALOG].ask(PatchShot(shot_id, patch, request.headers.get("If-Match")))
+    doc = await request.app[CATALOG].ask(PatchShot(shot_id, patch, if_match(request)))
     return json_response(request, doc.encode())
 
 
 @routes.delete(ONE)
 @describe("Delete a shot", tag=TAG, status=204, errors=(404, 412), conditional=True)
 async def delete_shot(request: web.Request) -> web.Response:
-    await request.app[CATALOG].ask(DeleteShot(path_id(request), request.headers.get("If-Match")))
+    await request.app[CATALOG].ask(DeleteShot(path_id(request), if_match(request)))
     return web.Response(status=204)

@@ -1,4 +1,4 @@
-"""The search backend interface, shared by PostgreSQL and Elasticsearch, and the choice between them.
+"""The search backend interface, shared by PostgreSQL and Elasticsearch (cinema/search/configured.py chooses).
 
 Both take `Document`s (cinema/search/documents.py) and answer hits as JSON object texts,
 `{"type", "id", "slug", "title", "score", ...summary}`, best first, so that the HTTP
@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import asyncpg
 import attrs
 
 from cinema.search.documents import Document
-from cinema.settings import Settings
 
 
 @attrs.frozen
@@ -64,14 +62,3 @@ class SearchBackend(Protocol):
         """For each query, its hits among the documents whose version is in [first, last]."""
 
     async def stage(self) -> Stage: ...
-
-
-def open_backend(settings: Settings, pool: asyncpg.Pool) -> SearchBackend:
-    """Elasticsearch when CINEMA_ELASTICSEARCH_URL is set, else the PostgreSQL search table."""
-    if settings.elasticsearch_url:
-        from cinema.search.elastic import ElasticsearchSearch
-
-        return ElasticsearchSearch(settings.elasticsearch_url, settings.elasticsearch_prefix)
-    from cinema.search.postgres import PostgresSearch
-
-    return PostgresSearch(pool)

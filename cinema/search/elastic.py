@@ -148,9 +148,10 @@ def _failures(response: dict[str, Any]) -> list[str]:
 
 
 class ElasticsearchSearch:
-    name = "elasticsearch"
-
     def __init__(self, url: str, prefix: str = "cinema", *, client: AsyncElasticsearch | None = None) -> None:
+        # The indexer's position is per name: indices under another prefix (another catalog, or a
+        # changed CINEMA_ELASTICSEARCH_PREFIX) start from a snapshot, not from this one's position.
+        self.name = f"elasticsearch:{prefix}"
         # No client-side retries: the indexer retries whole flushes with back-off, and a
         # search that fails is answered with 503 at once.
         self.es = client or AsyncElasticsearch(url, request_timeout=10, max_retries=0)

@@ -5,7 +5,8 @@ see, because seq order is commit order; its documents are versioned with that se
 after it are applied afterwards through the same versioned writes, so an overlap with the
 running indexer is harmless. `reindex` fills a fresh index (a `_next` table, or new
 Elasticsearch indices) while searches keep using the current one, swaps it in atomically,
-then replays the events committed meanwhile into it.
+then replays the events committed meanwhile into it. `python -m cinema reindex` runs it
+(cinema/__main__.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import structlog
 from cinema.db.outbox import last_seq, read_events_after
 from cinema.search.backend import SearchBackend
 from cinema.search.documents import KINDS, Document, documents_for_events, load_documents
-from cinema.settings import Settings
 
 log = structlog.get_logger("cinema.search")
 
@@ -89,16 +89,3 @@ async def reindex(pool: asyncpg.Pool, backend: SearchBackend) -> ReindexReport:
         finally:
             await lock.execute("SELECT pg_advisory_unlock($1)", REINDEX_LOCK)
     return ReindexReport(backend.name, seq, count, through, round(time.monotonic() - started, 3))
-
-
-async def reindex_command(settings: Settings, dsn: str) -> ReindexReport:
-    """`python -m cinema reindex`: rebuild the configured backend's index from PostgreSQL."""
-    from cinema.app import SESSION
-    from cinema.search.backend import open_backend
-
-    async with asyncpg.create_pool(dsn, min_size=2, max_size=4, server_settings=SESSION) as pool:
-        backend = open_backend(settings, pool)
-        try:
-            return await reindex(pool, backend)
-        finally:
-            await backend.close()

@@ -14,7 +14,7 @@ from cinema.cache import layer as layer_module
 from cinema.cache.kinds import GENRE, GENRES, KINDS, RULES, Kind, bumped
 from cinema.cache.layer import OVERHEAD, Entry, LocalLayer
 from cinema.cache.shared import SharedStore
-from cinema.http.keys import BUS, POOL
+from cinema.http.keys import BUS, CATALOG_ID, POOL
 
 BASE = "/api/v1/genres"
 TTLS = {"genre": 60.0, "genres": 60.0}
@@ -150,7 +150,9 @@ async def movie_cache(client, redis_settings):
     app = client.app
     shared = None
     if redis_settings is not None:
-        shared = SharedStore(redis_settings.redis_url, redis_settings.redis_prefix, {"movie": 60.0})
+        shared = SharedStore(
+            redis_settings.redis_url, redis_settings.redis_prefix, app[CATALOG_ID].hex, {"movie": 60.0}
+        )
         await shared.start()
     source = Movies(app[POOL])
     cache = CacheActor(source, app[BUS], [MOVIE], {"movie": 60.0}, max_entries=100, max_bytes=10**6, shared=shared)

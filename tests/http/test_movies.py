@@ -8,6 +8,7 @@ import json
 import pytest
 
 from cinema.etags import etag
+from cinema.http.keys import CATALOG_ID
 from tests.http.helpers import assert_problem
 from tests.http.movie_support import (
     MOVIES,
@@ -357,7 +358,7 @@ async def test_detail_orders_credits_and_shots_by_position_then_id(client, db, r
 async def test_etag_and_304(client, refs):
     movie = await create_movie(client, **heat(refs))
     first = await client.get(f"{MOVIES}/{movie['id']}")
-    assert first.headers["ETag"] == etag(await first.read())
+    assert first.headers["ETag"] == etag(await first.read(), client.app[CATALOG_ID].bytes)
     again = await client.get(f"{MOVIES}/{movie['id']}", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status == 304
     await client.put(f"{MOVIES}/{movie['id']}/genres/{refs.comedy}")
@@ -748,7 +749,7 @@ async def test_patch_with_matching_if_match_succeeds_and_a_stale_one_is_412(clie
     tag = (await client.get(f"{MOVIES}/{movie['id']}")).headers["ETag"]
     ok = await client.patch(f"{MOVIES}/{movie['id']}", json={"rating": 8.3}, headers={"If-Match": tag})
     assert ok.status == 200
-    assert ok.headers["ETag"] == etag(await ok.read())
+    assert ok.headers["ETag"] == etag(await ok.read(), client.app[CATALOG_ID].bytes)
     stale = await client.patch(f"{MOVIES}/{movie['id']}", json={"rating": 1}, headers={"If-Match": tag})
     await assert_problem(stale, 412)
     assert (await (await client.get(f"{MOVIES}/{movie['id']}")).json())["rating"] == 8.3

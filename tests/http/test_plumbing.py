@@ -12,6 +12,7 @@ import structlog
 from cinema.actors.catalog import CheckReady
 from cinema.app import create_app
 from cinema.db import genres
+from cinema.db.catalog import get_catalog_id, renew_catalog_id
 from cinema.db.migrate import apply_migrations
 from cinema.http.keys import CATALOG
 from cinema.http.problems import PROBLEM_JSON
@@ -131,7 +132,14 @@ async def test_live_and_ready(client):
     assert (await client.get("/health/live")).status == 200
     ready = await client.get("/health/ready")
     assert ready.status == 200
-    assert await ready.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
+    assert await ready.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "catalog": "ok"}}
+
+
+async def test_ready_turns_503_when_the_catalog_gets_a_new_id_under_a_running_service(client, db):
+    await renew_catalog_id(db, await get_catalog_id(db))  # as `seed` or `new-catalog-id` do
+    resp = await client.get("/health/ready")
+    assert resp.status == 503
+    assert "restart the service" in (await resp.json())["detail"]
 
 
 async def test_ready_is_503_until_migrations_are_applied(aiohttp_client, postgres_server, tmp_path):
@@ -148,6 +156,12 @@ async def test_ready_is_503_until_migrations_are_applied(aiohttp_client, postgre
         assert "0001_updated_at" in (await resp.json())["detail"]
         assert await client.app[CATALOG].ask(CheckReady(("0001_updated_at",))) == ["0001_updated_at"]
         await asyncio.to_thread(apply_migrations, dsn)
+        # Started before the catalog had an id: it must not serve under a provisional one.
+        resp = await client.get("/health/ready")
+        assert resp.status == 503
+        assert "restart the service" in (await resp.json())["detail"]
+        await client.close()
+        client = await aiohttp_client(create_app(Settings(database_url=dsn, migrate_on_start=False, data_dir=tmp_path)))
         assert (await client.get("/health/ready")).status == 200
         await client.close()
     finally:

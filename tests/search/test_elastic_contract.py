@@ -536,7 +536,12 @@ async def test_the_whole_reindex_writes_the_snapshot_to_new_indices_then_catches
     await db.execute("INSERT INTO genres (slug, name) VALUES ('drama', 'Drama')")
     await commit(db, NewEvent("genre.created", 1, '{"id": 1, "slug": "drama", "name": "Drama"}'))
     report = await reindex(pool, backend)
-    assert (report.backend, report.seq, report.documents, report.replayed_through) == ("elasticsearch", 1, 1, 1)
+    assert (report.backend, report.seq, report.documents, report.replayed_through) == (
+        f"elasticsearch:{PREFIX}",
+        1,
+        1,
+        1,
+    )
     names = [endpoint(r) for r in server.requests]
     assert names == [
         *["indices.exists_alias", "indices.create"] * len(KINDS),  # start: the first indices
@@ -572,5 +577,6 @@ async def test_the_indexer_retries_a_refused_bulk_with_the_same_documents(fake, 
     assert bulks[2].ndjson()[0] == {
         "index": {"_index": f"{PREFIX}-genre", "_id": "1", "version": 1, "version_type": "external"}
     }
-    assert (stats.failed_flushes, stats.events, stats.backend) == (2, 1, "elasticsearch")
-    assert await db.fetchval("SELECT seq FROM search_positions WHERE consumer = 'indexer:elasticsearch'") == 1
+    assert (stats.failed_flushes, stats.events, stats.backend) == (2, 1, f"elasticsearch:{PREFIX}")
+    consumer = f"indexer:elasticsearch:{PREFIX}"  # a position per prefix: another prefix starts from a snapshot
+    assert await db.fetchval("SELECT seq FROM search_positions WHERE consumer = $1", consumer) == 1
