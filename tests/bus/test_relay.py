@@ -202,7 +202,7 @@ async def test_without_a_broker_url_nothing_of_rabbitmq_starts(client_without_br
     assert BROKER not in client_without_broker.app
     assert RELAY not in client_without_broker.app
     ready = await client_without_broker.get("/health/ready")
-    assert (await ready.json())["checks"] == {"database": "ok", "migrations": "ok"}
+    assert (await ready.json())["checks"] == {"database": "ok", "migrations": "ok", "catalog": "ok"}
 
 
 @pytest.fixture
