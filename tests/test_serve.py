@@ -90,7 +90,7 @@ def test_single_process_serves_and_stops_cleanly_on_sigterm(database_url, tmp_pa
     assert access["level"] == "info"
     assert access["logger"] == "cinema.http"
     assert len(access["request_id"]) == 32
-    assert access["timestamp"].endswith("Z")
+    assert access["ts"].endswith("Z")
     assert access["duration_ms"] >= 0
 
 
