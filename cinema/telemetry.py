@@ -212,7 +212,6 @@ def configure_errors(settings: Settings, transport: Transport | None = None) -> 
         traces_sample_rate=settings.sentry_traces_sample_rate,
         profiles_sample_rate=settings.sentry_profiles_sample_rate,
         integrations=[AioHttpIntegration()],
-        send_default_pii=False,
         transport=transport,
     )
     SENTRY = True
