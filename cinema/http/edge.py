@@ -77,7 +77,9 @@ def add_routes(
     rank = {path: i for i, path in enumerate(dict.fromkeys(d.path for d in definitions))}
     for definition in sorted(definitions, key=lambda d: rank[d.path]):
         handler = bound(definition.handler, definition.path, definition.method)
-        web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
+        [route, *_] = web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
+        if metrics is not None and route.resource is not None:  # the template without its regexes
+            metrics[-1].route = route.resource.canonical
     app.router.add_route("*", "/{path:.*}", bound(unmatched, "unmatched", "*"))
 
 
