@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind
 
 from cinema import telemetry
 from cinema.actors.catalog import CatalogActor
@@ -14,6 +19,7 @@ from cinema.settings import Settings
 from tests.actors.test_base import Echo, FlakyStart
 from tests.conftest import SENTRY_DSN as DSN
 from tests.conftest import eventually
+from tests.test_logs import recording
 
 
 def exceptions(event: dict[str, Any]) -> list[str]:
@@ -77,7 +83,7 @@ def test_tracing_is_on_only_when_a_collector_is_named(environ, wanted):
 def test_unset_variables_leave_tracing_off():
     assert not telemetry.configure_tracing({})
     assert telemetry.TRACER is None
-    assert telemetry.server_middleware() is None
+    assert telemetry.server_spans() is None
     assert telemetry.current_traceparent() is None
 
 
@@ -100,3 +106,35 @@ def test_a_grpc_protocol_is_refused_with_the_variable_named():
     with pytest.raises(telemetry.TracingConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL=grpc"):
         telemetry.configure_tracing(environ)
     assert telemetry.TRACER is None
+
+
+@pytest.fixture
+def half_sampled() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry.install_tracing(provider)
+    try:
+        yield exporter
+    finally:
+        telemetry.uninstall_tracing()
+        provider.shutdown()
+
+
+async def test_an_unsampled_request_is_not_traced_and_its_actor_messages_follow_it(
+    half_sampled, aiohttp_client, settings, db, tmp_path
+):
+    with recording(tmp_path) as stdout:
+        client = await aiohttp_client(create_app(settings))
+        for n in range(20):  # misses: each request asks the cache actor, which asks the catalog
+            assert (await client.get(f"/api/v1/genres/{n + 1}", headers={"X-Request-ID": f"r{n}"})).status == 404
+    finished = half_sampled.get_finished_spans()
+    servers = {s.context.trace_id for s in finished if s.kind == SpanKind.SERVER}
+    assert 0 < len(servers) < 20  # 2**-19 of a chance to fail either way
+    # Every actor span belongs to a sampled request: none was sampled on its own.
+    actors = [s for s in finished if s.name in ("cache Fetch", "catalog GetGenre")]
+    assert {s.context.trace_id for s in actors} == servers
+    assert len(actors) == 2 * len(servers)
+    lines = [line for line in stdout.lines() if line["event"] == "http_request"]
+    assert len({line["trace_id"] for line in lines if "trace_id" in line}) == len(servers)
+    assert {int(line["trace_id"], 16) for line in lines if "trace_id" in line} == servers

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cinema import telemetry
@@ -277,13 +278,16 @@ class Actor:
         tracer = telemetry.TRACER
         span = traced = None
         if tracer is not None:
-            span = tracer.start_span(
-                f"{self.name} {type(msg).__name__}",
-                context=envelope.trace,
-                kind=SpanKind.CONSUMER,
-                attributes={"cinema.actor": self.name, "cinema.message": type(msg).__name__},
-            )
-            traced = telemetry.activate(span)
+            if envelope.trace is not None and telemetry.dropped(envelope.trace):
+                traced = otel_context.attach(envelope.trace)  # dropped like its sender's: one attach
+            else:  # a sampled trace's child, or a trace of its own (the sampler decides)
+                span = tracer.start_span(
+                    f"{self.name} {type(msg).__name__}",
+                    context=envelope.trace,
+                    kind=SpanKind.CONSUMER,
+                    attributes={"cinema.actor": self.name, "cinema.message": type(msg).__name__},
+                )
+                traced = telemetry.activate(span)
         with structlog.contextvars.bound_contextvars(actor=self.name, message=type(msg).__name__):
             try:
                 async with asyncio.timeout_at(envelope.deadline):
@@ -316,8 +320,9 @@ class Actor:
                 self._in_flight -= 1
                 self.latency.observe(loop.time() - started)
                 REQUEST_CONTEXT.reset(request)
-                if span is not None:
+                if traced is not None:
                     telemetry.deactivate(traced)
+                if span is not None:
                     span.end()
 
 

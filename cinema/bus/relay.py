@@ -198,10 +198,10 @@ class OutboxRelay(Reconnecting):
                 await ahead
             tracer = telemetry.TRACER
             span = None
-            if tracer is not None:  # a child of the write's trace, which the consumer continues
+            if tracer is not None and event.traceparent:  # a sampled write's: the consumer continues it
                 span = tracer.start_span(
                     f"{exchange} publish",
-                    context=telemetry.extract({"traceparent": event.traceparent}) if event.traceparent else None,
+                    context=telemetry.extract({"traceparent": event.traceparent}),
                     kind=SpanKind.PRODUCER,
                     attributes={
                         "messaging.system": "rabbitmq",

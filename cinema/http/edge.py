@@ -4,8 +4,8 @@ In order, for each request: its id (the client's `X-Request-ID` when valid, else
 bound to every log line written while serving it; the rate limit; the bearer token of a
 write; the handler; a failure rendered as problem+json (cinema.http.problems); the id and
 the RateLimit-* headers on the response; one `http_request` log line; and the route's metrics
-(counters bound once per route: cinema/metrics.py). With tracing on, the aiohttp-server
-instrumentation's middleware runs around all of it (called here, not as a middleware).
+(counters bound once per route: cinema/metrics.py). With tracing on, a server span encloses
+all of it (cinema.telemetry.server_spans: one more coroutine, no middleware chain).
 
 `add_routes` registers each handler behind the edge, plus a last route that turns requests no
 route matches into 404 or 405 problems. It is not an aiohttp middleware because a middleware
@@ -89,17 +89,12 @@ def behind_edge(settings: Settings) -> Callable[[Handler, RouteMetrics | None], 
     verifier = TokenVerifier.from_settings(settings)
     if verifier is None:
         log.warning("auth_disabled", hint="set CINEMA_JWT_SECRET to require tokens for writes")
-    middleware = telemetry.server_middleware()
-    if middleware is None:
+    spans = telemetry.server_spans()
+    if spans is None:
         return functools.partial(_edge, window=window, verifier=verifier)
 
     def traced(handler: Handler, metrics: RouteMetrics | None) -> Handler:
-        inner = _edge(handler, metrics, window=window, verifier=verifier)
-
-        async def edge(request: web.Request) -> web.StreamResponse:
-            return await middleware(request, inner)
-
-        return functools.update_wrapper(edge, handler)
+        return functools.update_wrapper(spans(_edge(handler, metrics, window=window, verifier=verifier)), handler)
 
     return traced
 
