@@ -1,6 +1,8 @@
 """Configuration: one frozen `Settings`, read from `CINEMA_*` variables once at start-up.
 
-Nothing else in the package reads `os.environ`; tests build `Settings(...)` directly.
+Nothing else in the package reads `os.environ` (but for the OpenTelemetry SDK's own `OTEL_*`
+variables, see cinema/telemetry.py); tests build `Settings(...)` directly. `SENTRY_DSN`, Sentry's
+own variable, is read here as the fallback of `CINEMA_SENTRY_DSN`.
 Each field's environment variable is `CINEMA_<FIELD NAME IN UPPER CASE>`; the README's
 configuration table lists them all (a test keeps the two in step).
 """

@@ -33,6 +33,7 @@ from cinema.http.keys import (
     SHARED_CACHE,
     STREAM_CLIENTS,
 )
+from cinema.http.spec import Raw, describe
 from cinema.metrics import Histogram
 
 log = structlog.get_logger("cinema.metrics")
@@ -46,6 +47,11 @@ Labels = dict[str, str]
 
 
 @routes.get("/metrics")
+@describe(
+    "This process's metrics in the Prometheus text format",
+    tag="operations",
+    response=Raw(("text/plain",), {"type": "string"}),
+)
 async def metrics(request: web.Request) -> web.Response:
     return await metrics_response(request.app, request)
 
