@@ -44,6 +44,7 @@ from cinema.http import (
     credits,
     genres,
     health,
+    metrics,
     movies,
     openapi,
     persons,
@@ -68,6 +69,7 @@ from cinema.http.keys import (
     POOL,
     RELAY,
     REMOTE_EVENTS,
+    ROUTE_METRICS,
     SEARCH_BACKEND,
     SETTINGS,
     SHARED_CACHE,
@@ -103,8 +105,12 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(command_consumer_ctx)
-    tables = (health, genres, countries, persons, movies, credits, shots, changes, search, search_stream, openapi)
-    add_routes(app, settings, (module.routes for module in tables))
+    tables = [health, genres, countries, persons, movies, credits, shots, changes, search, search_stream, openapi]
+    route_metrics = None
+    if settings.metrics:
+        tables.append(metrics)
+        route_metrics = app[ROUTE_METRICS] = []
+    add_routes(app, settings, (module.routes for module in tables), route_metrics)
     # Before connections are closed at shutdown: websockets get a close frame, not a timeout.
     app.on_shutdown.append(close_streams)
     return app

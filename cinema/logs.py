@@ -3,7 +3,10 @@
 Configured once by the CLI. Library logs (aiohttp, asyncio, yoyo) go through the same
 renderer, so every line of the process has the same shape. Context bound with
 `structlog.contextvars` (request_id in the HTTP edge, actor and message in the actor
-loop) appears on every line logged within it.
+loop) appears on every line logged within it; inside a span (tracing on) so do `trace_id` and
+`span_id`. The keys are stable, for promtail and LogQL: `ts`, `level`, `event`, `logger`, then
+the context (`request_id`, `subject`, `actor`, `message`, `trace_id`, `span_id`) and the event's
+own fields; the README lists them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import orjson
 import structlog
 
+from cinema import telemetry
 from cinema.settings import Settings
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -104,9 +108,11 @@ def log_request(method: str, path: str, status: int, started: float) -> None:
         "duration_ms": duration_ms,
         **context,
         "level": "info",
-        "timestamp": _timestamp(),
+        "ts": _timestamp(),
         "logger": "cinema.http",
     }
+    if telemetry.TRACER is not None:
+        telemetry.add_trace_ids(None, "info", event)
     line = orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
     if out.pending:
         out.lines.append(line)
@@ -189,7 +195,8 @@ def configure_logging(settings: Settings) -> None:
         merge_request_context,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        telemetry.add_trace_ids,
     ]
     if console:
         renderer: Any = structlog.dev.ConsoleRenderer()

@@ -1,6 +1,8 @@
 """Configuration: one frozen `Settings`, read from `CINEMA_*` variables once at start-up.
 
-Nothing else in the package reads `os.environ`; tests build `Settings(...)` directly.
+Nothing else in the package reads `os.environ` (but for the OpenTelemetry SDK's own `OTEL_*`
+variables, see cinema/telemetry.py); tests build `Settings(...)` directly. `SENTRY_DSN`, Sentry's
+own variable, is read here as the fallback of `CINEMA_SENTRY_DSN`.
 Each field's environment variable is `CINEMA_<FIELD NAME IN UPPER CASE>`; the README's
 configuration table lists them all (a test keeps the two in step).
 """
@@ -305,6 +307,36 @@ class Settings:
         validator=_one_of("auto", "json", "console"),
         metadata={"doc": "`json` (one object per line), `console`, or `auto` (console on a terminal)."},
     )
+    # Observability (traces are configured by the standard OTEL_* variables: see cinema/telemetry.py)
+    metrics: bool = attrs.field(
+        default=True, metadata={"doc": "Serve `GET /metrics` (Prometheus) and count per route; off: neither."}
+    )
+    metrics_port: int = attrs.field(
+        default=0,
+        validator=_between(0, 65535),
+        metadata={"doc": "If set, worker i also serves `/metrics` on this port + i (scrape each). 0: main port only."},
+    )
+    sentry_dsn: str | None = attrs.field(
+        default=None,
+        repr=lambda value: "None" if value is None else "'***'",
+        metadata={"doc": "Sentry DSN errors are reported to (`SENTRY_DSN` is read too). Unset: no reports."},
+    )
+    sentry_environment: str | None = attrs.field(
+        default=None, metadata={"doc": "The environment Sentry files reports under (`production`, ...)."}
+    )
+    sentry_sample_rate: float = attrs.field(
+        default=1.0, validator=_between(0, 1), metadata={"doc": "Share of errors sent to Sentry."}
+    )
+    sentry_traces_sample_rate: float = attrs.field(
+        default=0.0,
+        validator=_between(0, 1),
+        metadata={"doc": "Share of requests Sentry traces as transactions (0: none; traces go to OTLP)."},
+    )
+    sentry_profiles_sample_rate: float = attrs.field(
+        default=0.0,
+        validator=_between(0, 1),
+        metadata={"doc": "Share of Sentry transactions profiled (0: none; profiling is costly under load)."},
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -315,6 +347,8 @@ class Settings:
             raw = environ.get(env_name(field.name), "").strip()
             if raw:
                 values[field.name] = _parse(field.name, hints[field.name], raw)
+        if "sentry_dsn" not in values and environ.get("SENTRY_DSN", "").strip():  # Sentry's own variable
+            values["sentry_dsn"] = environ["SENTRY_DSN"].strip()
         unknown = sorted(
             k for k in environ if k.startswith(PREFIX) and k not in ENV_NAMES and not k.startswith(_TEST_ONLY)
         )

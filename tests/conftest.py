@@ -28,9 +28,16 @@ import attrs
 import coredis
 import psycopg
 import pytest
+import sentry_sdk
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sentry_sdk.envelope import Envelope
+from sentry_sdk.transport import Transport
 
+from cinema import telemetry
 from cinema.app import create_app
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations
@@ -286,3 +293,46 @@ def redis_process(tmp_path: os.PathLike[str]) -> Iterator[RedisProcess]:
         if server.process is not None and server.process.poll() is None:
             server.resume()
             server.kill()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory, for apps created in the test (the edge decides when it is built)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry.install_tracing(provider)
+    try:
+        yield exporter
+    finally:
+        telemetry.uninstall_tracing()
+        provider.shutdown()
+
+
+SENTRY_DSN = "https://public@sentry.invalid/1"
+
+
+class SentryRecorder(Transport):
+    """A local Sentry transport: keeps the events the SDK would send."""
+
+    def __init__(self) -> None:
+        super().__init__({"dsn": SENTRY_DSN})
+        self.events: list[dict[str, object]] = []
+
+    def capture_envelope(self, envelope: Envelope) -> None:
+        event = envelope.get_event()
+        if event is not None:
+            self.events.append(event)
+
+
+@pytest.fixture
+def sentry(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentryRecorder]:
+    """Sentry on, reporting into memory."""
+    monkeypatch.delenv("SENTRY_DSN", raising=False)
+    recorder = SentryRecorder()
+    assert telemetry.configure_errors(Settings(sentry_dsn=SENTRY_DSN), transport=recorder)
+    try:
+        yield recorder
+    finally:
+        telemetry.close_errors()
+        sentry_sdk.get_client().close()

@@ -7,9 +7,11 @@ import json
 import os
 import shutil
 
+import aiohttp
 import pytest
 
 from bench.baselines import constant_app, fetch_app
+from bench.observability import collector, cpu_seconds
 from bench.run import FETCH_BASELINE, LUA, Endpoint, Run, checks
 from cinema.seed import generate, write_catalog
 
@@ -92,3 +94,11 @@ def test_the_cache_bench_judges_the_median_round_against_the_issue_targets():
     slow = _check("movie list page hit", [(0.45, 2.1), (0.49, 2.5), (0.52, 1.0)], 0.50)
     assert slow.splitlines()[0].endswith("| 49% | >= 50% | NO |")
     assert slow.splitlines()[1].endswith("| 2.10x | <= 2x | NO |")
+
+
+async def test_the_observability_benchs_collector_takes_otlp_exports():
+    with collector() as (endpoint, batches):
+        async with aiohttp.ClientSession() as http, http.post(f"{endpoint}/v1/traces", data=b"spans") as resp:
+            assert resp.status == 200
+    assert batches == [5]
+    assert cpu_seconds(os.getpid()) > 0

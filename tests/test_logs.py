@@ -86,8 +86,8 @@ async def test_access_lines_of_one_pass_share_a_write_and_stay_before_later_line
     assert access["level"] == "info"
     assert access["logger"] == "cinema.http"
     assert isinstance(access["duration_ms"], float)
-    assert access["timestamp"].endswith("Z")
-    assert time.strptime(access["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")
+    assert access["ts"].endswith("Z")
+    assert time.strptime(access["ts"][:19], "%Y-%m-%dT%H:%M:%S")
 
 
 async def test_the_end_of_the_pass_flushes_in_writes_a_pipe_keeps_whole(tmp_path):

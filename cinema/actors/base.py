@@ -24,8 +24,12 @@ from typing import Any
 
 import attrs
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from cinema import telemetry
 from cinema.logs import REQUEST_CONTEXT
+from cinema.metrics import LATENCY_BUCKETS, Histogram, KindMetrics
 
 log = structlog.get_logger("cinema.actors")
 
@@ -62,6 +66,8 @@ class _Envelope:
     # The sender's request context (its request id): the actor's log lines about this message
     # carry it, although the actor runs in a task of its own.
     context: dict[str, Any] | None = None
+    # The sender's trace context (None with tracing off): the message's span is its child.
+    trace: Any = None
 
 
 @attrs.frozen
@@ -112,6 +118,9 @@ class Actor:
         self._failed = 0
         self._restarts: deque[float] = deque()
         self._restart_count = 0
+        # For /metrics: counters per kind of message, bound at a kind's first message.
+        self.kinds: dict[type, KindMetrics] = {}
+        self.latency = Histogram(LATENCY_BUCKETS)
 
     # -- to override ---------------------------------------------------------------
 
@@ -137,7 +146,7 @@ class Actor:
     async def tell(self, msg: Any) -> None:
         """Deliver without waiting for the outcome; waits while the mailbox is full (back-pressure)."""
         self._check_open()
-        await self._mailbox.put(_Envelope(msg, None, None, REQUEST_CONTEXT.get()))
+        await self._mailbox.put(_Envelope(msg, None, None, REQUEST_CONTEXT.get(), telemetry.current_context()))
 
     async def ask(self, msg: Any, timeout: float | None = None) -> Any:
         """Deliver and wait for the answer. Fails fast with `MailboxFull` rather than queueing behind a backlog."""
@@ -146,7 +155,8 @@ class Actor:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         try:
-            self._mailbox.put_nowait(_Envelope(msg, reply, loop.time() + timeout, REQUEST_CONTEXT.get()))
+            envelope = _Envelope(msg, reply, loop.time() + timeout, REQUEST_CONTEXT.get(), telemetry.current_context())
+            self._mailbox.put_nowait(envelope)
         except asyncio.QueueFull:
             raise MailboxFull(self.name) from None
         try:
@@ -214,8 +224,9 @@ class Actor:
             try:
                 await self._run()
                 return  # only when stopping
-            except Exception:
+            except Exception as exc:
                 log.exception("actor_crashed", actor=self.name)
+                telemetry.report(exc, actor=self.name)
             now = time.monotonic()
             self._restarts.append(now)
             while self._restarts and self._restarts[0] < now - self.restart_window:
@@ -258,9 +269,25 @@ class Actor:
 
     async def _process(self, envelope: _Envelope, loop: asyncio.AbstractEventLoop) -> None:
         msg, reply = envelope.msg, envelope.reply
+        kind = self.kinds.get(type(msg))
+        if kind is None:
+            kind = self.kinds[type(msg)] = KindMetrics()
         self._in_flight += 1
         started = loop.time()
         request = REQUEST_CONTEXT.set(envelope.context)
+        tracer = telemetry.TRACER
+        span = traced = None
+        if tracer is not None:
+            if envelope.trace is not None and telemetry.dropped(envelope.trace):
+                traced = otel_context.attach(envelope.trace)  # dropped like its sender's: one attach
+            else:  # a sampled trace's child, or a trace of its own (the sampler decides)
+                span = tracer.start_span(
+                    f"{self.name} {type(msg).__name__}",
+                    context=envelope.trace,
+                    kind=SpanKind.CONSUMER,
+                    attributes={"cinema.actor": self.name, "cinema.message": type(msg).__name__},
+                )
+                traced = telemetry.activate(span)
         with structlog.contextvars.bound_contextvars(actor=self.name, message=type(msg).__name__):
             try:
                 async with asyncio.timeout_at(envelope.deadline):
@@ -273,19 +300,30 @@ class Actor:
             except Exception as exc:
                 if isinstance(exc, self.expected_errors):
                     self._handled += 1
+                    kind.handled += 1
                 else:
                     self._failed += 1
+                    kind.failed += 1
+                    if span is not None:
+                        span.record_exception(exc)
+                        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 if reply is None:
                     log.exception("actor_message_failed", duration_ms=_ms(loop.time() - started))
                 elif not reply.done():
                     reply.set_exception(exc)
             else:
                 self._handled += 1
+                kind.handled += 1
                 if reply is not None and not reply.done():
                     reply.set_result(result)
             finally:
                 self._in_flight -= 1
+                self.latency.observe(loop.time() - started)
                 REQUEST_CONTEXT.reset(request)
+                if traced is not None:
+                    telemetry.deactivate(traced)
+                if span is not None:
+                    span.end()
 
 
 def _ms(seconds: float) -> float:

@@ -45,6 +45,7 @@ from cinema.bus.local import LocalBus, Subscription
 from cinema.db.outbox import Event, read_events_after
 from cinema.db.positions import advance_position, get_position, start_position
 from cinema.errors import Unavailable
+from cinema.metrics import BATCH_BUCKETS, LAG_BUCKETS, Histogram
 from cinema.search.backend import SearchBackend, SearchQuery, SearchUnavailable
 from cinema.search.documents import Document, documents_for_events
 from cinema.search.live import INDEXED_CHANNEL, Indexed
@@ -149,6 +150,8 @@ class IndexerActor(Actor):
         self._batches = self._events = self._documents = self._failed_flushes = 0
         self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
         self._lag_max: float | None = None
+        self.lag = Histogram(LAG_BUCKETS)  # seconds, for /metrics
+        self.batch_sizes = Histogram(BATCH_BUCKETS)  # events per batch
 
     async def handle(self, msg: Any) -> Any:
         match msg:
@@ -302,6 +305,8 @@ class IndexerActor(Actor):
             lag = max(0.0, (now - event.occurred_at.timestamp()) * 1000)
             self._lags.append(lag)
             self._lag_max = lag if self._lag_max is None else max(self._lag_max, lag)
+            self.lag.observe(lag / 1000)
+        self.batch_sizes.observe(len(events))
         self._batches += 1
         self._events += len(events)
         self._documents += len(docs)

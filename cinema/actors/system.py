@@ -55,5 +55,9 @@ class ActorSystem:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    @property
+    def actors(self) -> tuple[Actor, ...]:
+        return tuple(self._actors)
+
     def stats(self) -> list[ActorStats]:
         return [actor.stats() for actor in self._actors]

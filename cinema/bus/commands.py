@@ -41,7 +41,9 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
+from opentelemetry.trace import Span, SpanKind
 
+from cinema import telemetry
 from cinema.actors.base import ActorError
 from cinema.actors.catalog import DATABASE_DOWN, ApplyCommands, CatalogActor
 from cinema.bus.amqp import BROKER_ERRORS, Broker, Topology, declare_commands
@@ -151,6 +153,9 @@ class CommandConsumer(Reconnecting):
         self.consuming = asyncio.Event()  # set once the consumer is registered with the broker
         self.applied = 0
         self.rejected = 0
+        self.consumed = 0  # delivered by the broker (redeliveries included)
+        self.acked = 0
+        self.dead_lettered: dict[str, int] = {}  # by reason: the problem type's slug
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()  # bounded by the prefetch
 
     async def session(self) -> None:
@@ -173,6 +178,7 @@ class CommandConsumer(Reconnecting):
                 await channel.close()
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self.consumed += 1
         self._inbox.put_nowait(message)
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
@@ -188,17 +194,31 @@ class CommandConsumer(Reconnecting):
         if not batch:
             return
         started = time.perf_counter()
-        parsed = [self._parse(m) for m in batch]
-        commands = [p for p in parsed if isinstance(p, Command)]
-        applied = iter(await self._apply(commands) if commands else [])
-        outcomes = [next(applied) if isinstance(p, Command) else p for p in parsed]
-        settled = await asyncio.gather(*(self._settle(m, o, outlets) for m, o in zip(batch, outcomes, strict=True)))
+        # With tracing on, each command continues its sender's trace; the batch is applied in
+        # the first one's (its writes, events and their publication belong to that trace).
+        spans = [] if telemetry.TRACER is None else [self._span(m) for m in batch]
+        token = telemetry.activate(spans[0]) if spans else None
+        try:
+            parsed = [self._parse(m) for m in batch]
+            commands = [p for p in parsed if isinstance(p, Command)]
+            applied = iter(await self._apply(commands) if commands else [])
+            outcomes = [next(applied) if isinstance(p, Command) else p for p in parsed]
+            traces: list[str | None] = [telemetry.traceparent_of(span) for span in spans] or [None] * len(batch)
+            settled = await asyncio.gather(
+                *(self._settle(m, o, outlets, t) for m, o, t in zip(batch, outcomes, traces, strict=True))
+            )
+        finally:
+            if token is not None:
+                telemetry.deactivate(token)
+            for span in spans:
+                span.end()
         done = [m for m, ok in zip(batch, settled, strict=True) if ok]
         if done:
             # One acknowledgement for the batch: everything delivered before it is settled (the
             # batches run one after another), and a message handed back with nack is not pending.
             with contextlib.suppress(*BROKER_ERRORS):
                 await done[-1].ack(multiple=True)
+                self.acked += len(done)
         rejected = sum(isinstance(o, Rejected) for o in outcomes)
         self.applied += len(outcomes) - rejected
         self.rejected += rejected
@@ -208,6 +228,21 @@ class CommandConsumer(Reconnecting):
             rejected=rejected,
             duplicates=sum(isinstance(o, Applied) and o.duplicate for o in outcomes),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def _span(self, message: AbstractIncomingMessage) -> Span:
+        assert telemetry.TRACER is not None
+        return telemetry.TRACER.start_span(
+            f"{self.topology.commands} process",
+            context=telemetry.extract(message.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation": "process",
+                "messaging.destination.name": self.topology.commands,
+                "messaging.rabbitmq.destination.routing_key": message.routing_key or "",
+                "messaging.message.id": message.message_id or "",
+            },
         )
 
     def _parse(self, message: AbstractIncomingMessage) -> Command | Rejected:
@@ -257,13 +292,15 @@ class CommandConsumer(Reconnecting):
                 continue
             except TRANSIENT:
                 raise
-            except Exception:
+            except Exception as exc:
                 if len(pending) > 1:  # find the one that fails, and apply the others
                     log.exception("commands_isolated", count=len(pending))
                     for i in pending:
                         [outcomes[i]] = await self._apply_once([commands[i]])
                     break
                 log.exception("command_failed", message_id=commands[pending[0]].message_id)
+                # A poison message: dead-lettered below, and worth a look.
+                telemetry.report(exc, command=commands[pending[0]].name, message_id=commands[pending[0]].message_id)
                 error = CommandFailed("Applying the command failed unexpectedly; the service logged why.")
                 outcomes[pending[0]] = Rejected(error)
                 break
@@ -271,7 +308,9 @@ class CommandConsumer(Reconnecting):
             break
         return [outcomes[i] for i in range(len(commands))]
 
-    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, outlets: _Outlets) -> bool:
+    async def _settle(
+        self, message: AbstractIncomingMessage, outcome: Outcome, outlets: _Outlets, trace: str | None = None
+    ) -> bool:
         """Dead-letter and reply as the outcome says; False when the broker failed us half-way:
         the message is then handed back to the queue, and its redelivery finishes the job."""
         try:
@@ -283,8 +322,10 @@ class CommandConsumer(Reconnecting):
                     reason=reason(outcome.error),
                 )
                 await _dead_letter(outlets.dead, message, outcome.error)
+                slug = outcome.error.slug
+                self.dead_lettered[slug] = self.dead_lettered.get(slug, 0) + 1
             if message.reply_to:
-                await _reply(outlets.replies, message, message.reply_to, outcome)
+                await _reply(outlets.replies, message, message.reply_to, outcome, trace)
         except BROKER_ERRORS as exc:
             log.warning("command_settle_failed", message_id=message.message_id, error=repr(exc))
             with contextlib.suppress(*BROKER_ERRORS):
@@ -321,7 +362,13 @@ async def _dead_letter(dead: AbstractExchange, message: AbstractIncomingMessage,
     await dead.publish(letter, message.routing_key or "", mandatory=False, timeout=REPLY_TIMEOUT)
 
 
-async def _reply(replies: AbstractExchange, message: AbstractIncomingMessage, reply_to: str, outcome: Outcome) -> None:
+async def _reply(
+    replies: AbstractExchange,
+    message: AbstractIncomingMessage,
+    reply_to: str,
+    outcome: Outcome,
+    trace: str | None = None,  # the command's span: the reply continues its trace
+) -> None:
     body: dict[str, Any]
     if isinstance(outcome, Applied):
         body = {"ok": True, "entity_id": outcome.entity_id}
@@ -331,5 +378,10 @@ async def _reply(replies: AbstractExchange, message: AbstractIncomingMessage, re
             "ok": False,
             "problem": problem_document(error.status, error.slug, error.title, error.detail, None, error.errors),
         }
-    reply = aio_pika.Message(orjson.dumps(body), content_type="application/json", correlation_id=message.correlation_id)
+    reply = aio_pika.Message(
+        orjson.dumps(body),
+        content_type="application/json",
+        correlation_id=message.correlation_id,
+        headers={"traceparent": trace} if trace else None,
+    )
     await replies.publish(reply, reply_to, mandatory=False, timeout=REPLY_TIMEOUT)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -30,12 +31,15 @@ import asyncpg
 import structlog
 from aio_pika.abc import AbstractRobustChannel
 from aiormq import spec
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from cinema import telemetry
 from cinema.bus.amqp import BROKER_ERRORS, Broker, Topology, declare_events
 from cinema.bus.local import LocalBus
 from cinema.bus.service import Reconnecting
 from cinema.db.commands import prune_processed
 from cinema.db.outbox import Unpublished, mark_published, prune_published, read_unpublished, try_lead
+from cinema.metrics import LAG_BUCKETS, Histogram
 
 log = structlog.get_logger("cinema.relay")
 
@@ -51,16 +55,17 @@ class PublishFailed(Exception):
 
 
 def traceparent(event: Unpublished) -> str:
-    """A W3C trace context for an event that carries none: stable, so a re-publication repeats it."""
-    return f"00-{event.id.replace('-', '')}-{event.seq:016x}-01"
+    """The event's W3C trace context: its writer's trace, else a stable one (a re-publication repeats it)."""
+    return event.traceparent or f"00-{event.id.replace('-', '')}-{event.seq:016x}-01"
 
 
-def properties(event: Unpublished) -> spec.Basic.Properties:
+def properties(event: Unpublished, context: str | None = None) -> spec.Basic.Properties:
+    """`context`: the publish span's traceparent, when tracing is on."""
     return spec.Basic.Properties(
         message_id=event.id,
         content_type="application/json",
         delivery_mode=2,  # persistent
-        headers={"traceparent": traceparent(event)},
+        headers={"traceparent": context or traceparent(event)},
     )
 
 
@@ -97,6 +102,7 @@ class OutboxRelay(Reconnecting):
         self.before_mark = before_mark
         self.leading = asyncio.Event()  # set while this process is the relay
         self.published = 0  # events confirmed by the broker and marked, since start
+        self.lag = Histogram(LAG_BUCKETS)  # seconds from an event's transaction to its confirm
 
     async def session(self) -> None:
         conn = await asyncpg.connect(
@@ -190,14 +196,39 @@ class OutboxRelay(Reconnecting):
         async def send(event: Unpublished, ahead: asyncio.Future[None] | None) -> None:
             if ahead is not None:
                 await ahead
-            await underlay.basic_publish(
-                event.body,
-                exchange=exchange,
-                routing_key=event.type,
-                properties=properties(event),
-                wait=False,
-                timeout=PUBLISH_TIMEOUT,
-            )
+            tracer = telemetry.TRACER
+            span = None
+            if tracer is not None and event.traceparent:  # a sampled write's: the consumer continues it
+                span = tracer.start_span(
+                    f"{exchange} publish",
+                    context=telemetry.extract({"traceparent": event.traceparent}),
+                    kind=SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "rabbitmq",
+                        "messaging.operation": "publish",
+                        "messaging.destination.name": exchange,
+                        "messaging.rabbitmq.destination.routing_key": event.type,
+                        "messaging.message.id": event.id,
+                    },
+                )
+            try:
+                await underlay.basic_publish(
+                    event.body,
+                    exchange=exchange,
+                    routing_key=event.type,
+                    properties=properties(event, None if span is None else telemetry.traceparent_of(span)),
+                    wait=False,
+                    timeout=PUBLISH_TIMEOUT,
+                )
+            except BaseException as exc:
+                if span is not None:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            finally:
+                if span is not None:
+                    span.end()
+            self.lag.observe(max(0.0, time.time() - event.occurred_at.timestamp()))
 
         last_of: dict[tuple[str, int], asyncio.Future[None]] = {}
         sends = []

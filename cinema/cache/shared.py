@@ -46,11 +46,14 @@ import coredis
 import structlog
 from coredis.exceptions import RedisError
 from coredis.tokens import PureToken
+from opentelemetry.trace import SpanKind
 
+from cinema import telemetry
 from cinema.cache.kinds import SCHEMA_VERSION, Kind
 from cinema.cache.layer import Entry
 
 log = structlog.get_logger("cinema.cache")
+_REDIS_SPAN = {"db.system": "redis"}
 
 WARN_INTERVAL = 60.0  # seconds between two "Redis unavailable" warnings
 LOCK_MS = 1000  # a loader that dies frees its lock this long after
@@ -278,7 +281,14 @@ class SharedStore:
                     await self._scripts["bump"](keys=[self._epoch_key])
                     self._cleared_up_to(mark)
                     log.info("cache_epoch_bumped")
-                result = None if command is None else await command(client)
+                if command is None:
+                    result = None
+                elif telemetry.TRACER is None:
+                    result = await command(client)
+                else:  # named after the SharedStore method the command comes from ("redis lookup")
+                    operation = command.__qualname__.split(".")[1]
+                    with telemetry.span(f"redis {operation}", kind=SpanKind.CLIENT, attributes=_REDIS_SPAN):
+                        result = await command(client)
         except FAILURES as exc:
             self._failed(exc)
             raise _Down from exc

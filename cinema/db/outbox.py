@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import asyncpg
 import attrs
 
+from cinema import telemetry
+
 # An arbitrary constant naming the lock; pg_advisory_xact_lock takes a bigint.
 OUTBOX_LOCK = 0x63696E656D61  # "cinema"
 CHANNEL = "cinema_events"
@@ -55,8 +57,8 @@ class Event:
 APPEND_EVENTS = f"""
 WITH lock AS (SELECT pg_advisory_xact_lock({OUTBOX_LOCK})),
 inserted AS (
-    INSERT INTO outbox (type, entity_id, data, affected_movie_ids)
-    SELECT e.type, e.entity_id, e.data::jsonb, e.affected::bigint[]
+    INSERT INTO outbox (type, entity_id, data, affected_movie_ids, traceparent)
+    SELECT e.type, e.entity_id, e.data::jsonb, e.affected::bigint[], $6::text
     FROM lock, unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
         AS e(type, entity_id, data, affected, n)
     ORDER BY e.n
@@ -72,7 +74,8 @@ SELECT inserted.* FROM inserted, notify ORDER BY seq
 async def append_events(conn: asyncpg.Connection, events: Sequence[NewEvent], origin: str = "") -> list[Event]:
     """Insert the events in one round trip; call it last in the transaction.
 
-    `origin` identifies the writing app instance in the commit notification.
+    `origin` identifies the writing app instance in the commit notification. With tracing
+    on, the rows keep the writer's `traceparent`: the relay publishes them as part of its trace.
     """
     if not events:
         return []
@@ -83,6 +86,7 @@ async def append_events(conn: asyncpg.Connection, events: Sequence[NewEvent], or
         [e.data for e in events],
         ["{" + ",".join(map(str, e.affected_movie_ids)) + "}" for e in events],
         origin,
+        telemetry.current_traceparent(),
     )
     return [_event(row) for row in rows]
 
@@ -148,6 +152,8 @@ class Unpublished:
     type: str
     entity_id: int
     body: bytes
+    occurred_at: dt.datetime
+    traceparent: str | None = None  # the writing request's trace, when tracing was on
 
     @property
     def entity(self) -> tuple[str, int]:
@@ -158,7 +164,7 @@ class Unpublished:
 # PostgreSQL renders the body, in the documented key order; `data` is the resource as
 # GET returns it (or null on delete).
 READ_UNPUBLISHED = """
-SELECT o.seq, o.id::text AS id, o.type, o.entity_id,
+SELECT o.seq, o.id::text AS id, o.type, o.entity_id, o.occurred_at, o.traceparent,
        (SELECT row_to_json(m) FROM (SELECT o.id, o.type, o.occurred_at, o.entity_id, o.data) m)::text AS body
 FROM outbox o
 WHERE o.published_at IS NULL
@@ -169,7 +175,12 @@ LIMIT $1
 
 async def read_unpublished(conn: asyncpg.Connection, limit: int) -> list[Unpublished]:
     rows = await conn.fetch(READ_UNPUBLISHED, limit)
-    return [Unpublished(r["seq"], r["id"], r["type"], r["entity_id"], r["body"].encode()) for r in rows]
+    return [
+        Unpublished(
+            r["seq"], r["id"], r["type"], r["entity_id"], r["body"].encode(), r["occurred_at"], r["traceparent"]
+        )
+        for r in rows
+    ]
 
 
 MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])"

@@ -3,7 +3,9 @@
 In order, for each request: its id (the client's `X-Request-ID` when valid, else generated),
 bound to every log line written while serving it; the rate limit; the bearer token of a
 write; the handler; a failure rendered as problem+json (cinema.http.problems); the id and
-the RateLimit-* headers on the response; and one `http_request` log line.
+the RateLimit-* headers on the response; one `http_request` log line; and the route's metrics
+(counters bound once per route: cinema/metrics.py). With tracing on, a server span encloses
+all of it (cinema.telemetry.server_spans: one more coroutine, no middleware chain).
 
 `add_routes` registers each handler behind the edge, plus a last route that turns requests no
 route matches into 404 or 405 problems. It is not an aiohttp middleware because a middleware
@@ -25,11 +27,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import istr
 
+from cinema import telemetry
 from cinema.errors import RateLimited
 from cinema.http.auth import TokenVerifier, authorize
 from cinema.http.problems import render
 from cinema.http.ratelimit import FixedWindow
 from cinema.logs import REQUEST_CONTEXT, log_request
+from cinema.metrics import RouteMetrics
 from cinema.settings import Settings
 
 log = structlog.get_logger("cinema.http")
@@ -45,9 +49,24 @@ _PREFIX = secrets.token_hex(8)
 _COUNTER = itertools.count(1)
 
 
-def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.RouteTableDef]) -> None:
-    """Register every route of `tables` behind the edge, then the route for unmatched requests."""
+def add_routes(
+    app: web.Application,
+    settings: Settings,
+    tables: Iterable[web.RouteTableDef],
+    metrics: list[RouteMetrics] | None = None,
+) -> None:
+    """Register every route of `tables` behind the edge, then the route for unmatched requests.
+
+    With `metrics`, each route gets its `RouteMetrics` (appended there) for /metrics to render.
+    """
     edge = behind_edge(settings)
+
+    def bound(handler: Handler, route: str, method: str) -> Handler:
+        if metrics is None:
+            return edge(handler, None)
+        metrics.append(RouteMetrics(route, method))
+        return edge(handler, metrics[-1])
+
     definitions: list[web.RouteDef] = []
     for table in tables:
         for definition in table:
@@ -57,21 +76,32 @@ def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.Ro
     # path's routes go together, where the path first appears, so routing meets each path once.
     rank = {path: i for i, path in enumerate(dict.fromkeys(d.path for d in definitions))}
     for definition in sorted(definitions, key=lambda d: rank[d.path]):
-        handler = edge(definition.handler)
-        web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
-    app.router.add_route("*", "/{path:.*}", edge(unmatched))
+        handler = bound(definition.handler, definition.path, definition.method)
+        [route, *_] = web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
+        if metrics is not None and route.resource is not None:  # the template without its regexes
+            metrics[-1].route = route.resource.canonical
+    app.router.add_route("*", "/{path:.*}", bound(unmatched, "unmatched", "*"))
 
 
-def behind_edge(settings: Settings) -> Callable[[Handler], Handler]:
-    """A decorator: the handler, served behind the edge configured by `settings`."""
+def behind_edge(settings: Settings) -> Callable[[Handler, RouteMetrics | None], Handler]:
+    """`edge(handler, route_metrics)`: the handler, served behind the edge configured by `settings`."""
     window = FixedWindow(settings.rate_limit, settings.rate_limit_window) if settings.rate_limit else None
     verifier = TokenVerifier.from_settings(settings)
     if verifier is None:
         log.warning("auth_disabled", hint="set CINEMA_JWT_SECRET to require tokens for writes")
-    return functools.partial(_edge, window=window, verifier=verifier)
+    spans = telemetry.server_spans()
+    if spans is None:
+        return functools.partial(_edge, window=window, verifier=verifier)
+
+    def traced(handler: Handler, metrics: RouteMetrics | None) -> Handler:
+        return functools.update_wrapper(spans(_edge(handler, metrics, window=window, verifier=verifier)), handler)
+
+    return traced
 
 
-def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifier | None) -> Handler:
+def _edge(
+    handler: Handler, metrics: RouteMetrics | None, *, window: FixedWindow | None, verifier: TokenVerifier | None
+) -> Handler:
     async def edge(request: web.Request) -> web.StreamResponse:
         request_id = request.headers.get(_ID)
         if request_id is None or not _SAFE_ID.match(request_id):
@@ -79,6 +109,8 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
         context: dict[str, object] = {"request_id": request_id}
         REQUEST_CONTEXT.set(context)
         started = time.perf_counter()
+        if metrics is not None:
+            metrics.in_flight += 1
         quota = None
         response: web.StreamResponse
         try:
@@ -93,6 +125,8 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
             else:  # a redirect raised by a handler goes out as it is
                 exc.headers[_ID] = request_id
                 log_request(request.method, request.path, exc.status, started)
+                if metrics is not None:
+                    metrics.done(exc.status, time.perf_counter() - started)
                 raise
         except RateLimited as exc:
             quota = (0, exc.retry_after or 1)
@@ -101,6 +135,8 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
             response = render(request, exc)
         except BaseException:  # cancelled: the client went away mid-request
             log_request(request.method, request.path, 499, started)
+            if metrics is not None:
+                metrics.done(499, time.perf_counter() - started)
             raise
         headers = response.headers
         headers[_ID] = request_id
@@ -109,6 +145,8 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
             headers[_REMAINING] = str(quota[0])
             headers[_RESET] = str(quota[1])
         log_request(request.method, request.path, response.status, started)
+        if metrics is not None:
+            metrics.done(response.status, time.perf_counter() - started)
         return response
 
     return functools.update_wrapper(edge, handler)

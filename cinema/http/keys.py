@@ -18,6 +18,7 @@ from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.cache.shared import SharedStore
 from cinema.etags import Tagged
+from cinema.metrics import RouteMetrics
 from cinema.search.backend import SearchBackend
 from cinema.search.live import Clients, LiveSearch
 from cinema.settings import Settings
@@ -44,3 +45,5 @@ INDEXER = web.AppKey("indexer", IndexerActor)
 SEARCH_BACKEND = web.AppKey("search_backend", SearchBackend)
 LIVE_SEARCH = web.AppKey("live_search", LiveSearch)
 STREAM_CLIENTS = web.AppKey("stream_clients", Clients)
+# Each route's counters, for GET /metrics; absent when CINEMA_METRICS is off.
+ROUTE_METRICS = web.AppKey("route_metrics", list[RouteMetrics])

@@ -10,6 +10,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from cinema import telemetry
 from cinema.actors.base import ActorStopped, AskTimeout, MailboxFull
 from cinema.errors import PROBLEM_BASE, DomainError, FieldError, Forbidden, Unauthorized, problem_document
 from cinema.http.auth import WRITE_SCOPE
@@ -193,6 +194,7 @@ def render(request: web.Request, exc: Exception) -> web.Response:
         return problem(request, exc.status, slug, title, _detail(request, exc), headers=headers)
     # A bug: the client gets no internals, the log gets the whole traceback.
     log.error("unhandled_error", exc_info=exc)
+    telemetry.report(exc)
     return problem(
         request,
         500,
