@@ -16,13 +16,13 @@ import atexit
 import logging
 import sys
 import time
-from contextvars import ContextVar
 from typing import Any
 
 import orjson
 import structlog
 
 from cinema import telemetry
+from cinema.context import REQUEST_CONTEXT
 from cinema.settings import Settings
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -67,11 +67,6 @@ def _add_logger_name(logger: Any, method: str, event: dict[str, Any]) -> dict[st
     # `structlog.get_logger("cinema.http")` passes the name to the factories above.
     event.setdefault("logger", getattr(logger, "name", "cinema"))
     return event
-
-
-# The request being served, for every line logged while serving it: one ContextVar set once per
-# request (cheaper than clearing and binding structlog's context variables on the hot path).
-REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("cinema_request", default=None)
 
 
 def merge_request_context(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from cinema.context import REQUEST_CONTEXT
+
 if TYPE_CHECKING:
     from aiohttp import web
     from aiohttp.typedefs import Handler
@@ -363,8 +365,6 @@ def report(exc: BaseException, **tags: str) -> None:
     if not SENTRY:
         return
     import sentry_sdk
-
-    from cinema.logs import REQUEST_CONTEXT  # cinema.logs imports this module
 
     with sentry_sdk.new_scope() as scope:
         request = REQUEST_CONTEXT.get()

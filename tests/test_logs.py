@@ -16,7 +16,8 @@ import pytest
 import structlog
 
 from cinema import logs
-from cinema.logs import REQUEST_CONTEXT, configure_logging, log_request
+from cinema.context import REQUEST_CONTEXT
+from cinema.logs import configure_logging, log_request
 from cinema.settings import Settings
 
 

@@ -28,7 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cinema import telemetry
-from cinema.logs import REQUEST_CONTEXT
+from cinema.context import REQUEST_CONTEXT
 from cinema.metrics import LATENCY_BUCKETS, Histogram, KindMetrics
 
 log = structlog.get_logger("cinema.actors")

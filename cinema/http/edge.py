@@ -28,11 +28,12 @@ from aiohttp.typedefs import Handler
 from multidict import istr
 
 from cinema import telemetry
+from cinema.context import REQUEST_CONTEXT
 from cinema.errors import RateLimited
 from cinema.http.auth import TokenVerifier, authorize
 from cinema.http.problems import render
 from cinema.http.ratelimit import FixedWindow
-from cinema.logs import REQUEST_CONTEXT, log_request
+from cinema.logs import log_request
 from cinema.metrics import RouteMetrics
 from cinema.settings import Settings
 

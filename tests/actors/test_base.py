@@ -9,7 +9,7 @@ import pytest
 
 from cinema.actors.base import Actor, ActorStopped, AskTimeout, MailboxFull
 from cinema.actors.system import ActorSystem
-from cinema.logs import REQUEST_CONTEXT
+from cinema.context import REQUEST_CONTEXT
 
 
 @attrs.frozen
