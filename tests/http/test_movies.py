@@ -535,6 +535,7 @@ async def test_filters_combine(client, library):
         ([("age_rating", "X")], "age_rating"),
         ([("slug", "a"), ("slug", "b")], "slug"),
         ([("slug", "")], "slug"),
+        ([("slug", "heat\x00")], "slug"),  # PostgreSQL text cannot hold NUL: this was a 500
         ([("limit", "0")], "limit"),
         ([("limit", "5"), ("limit", "6")], "limit"),
         ([("sort", "popularity")], "sort"),
