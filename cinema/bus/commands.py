@@ -219,7 +219,8 @@ class CommandConsumer(Reconnecting):
         if not message.message_id:
             return Rejected(BadRequest("The message has no message_id; a command needs one to be applied once."))
         if unstorable(message.message_id):  # it is stored, to recognise a redelivery
-            return Rejected(BadRequest("The message_id cannot be stored.", errors=[FieldError("message_id", NUL_MESSAGE)]))
+            error = FieldError("message_id", NUL_MESSAGE)
+            return Rejected(BadRequest("The message_id cannot be stored.", errors=[error]))
         try:
             body = orjson.loads(message.body)
         except orjson.JSONDecodeError as exc:

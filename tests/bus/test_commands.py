@@ -181,7 +181,9 @@ async def test_commands_that_can_never_succeed_are_dead_lettered_with_the_reason
         sent[await send(amqp, topology, command, body, headers={"sender": "test"})] = (command, body, why)
     # A message id PostgreSQL cannot store (it records every applied one): this was a command_failed bug.
     nul_id = "m-\x00"
-    await send(amqp, topology, "genre.upsert", genre_upsert("g7", "Heist"), message_id=nul_id, headers={"sender": "test"})
+    await send(
+        amqp, topology, "genre.upsert", genre_upsert("g7", "Heist"), message_id=nul_id, headers={"sender": "test"}
+    )
     sent[nul_id] = ("genre.upsert", genre_upsert("g7", "Heist"), "bad-request: The message_id cannot be stored.")
     dead = await amqp.declare_queue(topology.dead, durable=True)
     letters = {m.message_id: m for m in await take(dead, len(sent))}
