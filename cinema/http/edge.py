@@ -66,7 +66,9 @@ def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.Ro
     for definition in sorted(definitions, key=lambda d: rank[d.path]):
         handler = edge(definition.handler)
         web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
-    app.router.add_route("*", "/{path:(?s:.*)}", edge(unmatched))  # (?s): paths with a newline too
+    anywhere = _Anywhere()
+    app.router.register_resource(anywhere)
+    anywhere.add_route("*", edge(unmatched))
 
 
 def behind_edge(settings: Settings) -> Callable[[Handler], Handler]:
@@ -119,6 +121,17 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
         return response
 
     return functools.update_wrapper(edge, handler)
+
+
+class _Anywhere(web.DynamicResource):
+    """The last resource: every request target, also those aiohttp's patterns never match (a path
+    with a line break, `OPTIONS *`, `CONNECT host:port`), which aiohttp would answer itself."""
+
+    def __init__(self) -> None:
+        super().__init__("/{path}")
+
+    def _match(self, path: str) -> dict[str, str]:
+        return {"path": path}
 
 
 async def unmatched(request: web.Request) -> web.StreamResponse:

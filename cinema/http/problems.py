@@ -182,6 +182,8 @@ def render(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, web.HTTPException):
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return status_problem(request, exc.status, _detail(request, exc), headers)
+    if isinstance(exc, web.RequestPayloadError):  # the client's fault, met while a handler reads the body
+        return status_problem(request, 400, "The body cannot be read: its chunked or content encoding is malformed.")
     # A bug: the client gets no internals, the log gets the whole traceback.
     log.error("unhandled_error", exc_info=exc)
     return problem(

@@ -91,6 +91,27 @@ async def test_a_request_aiohttp_refuses_is_a_problem_with_an_id_and_a_warning(
     assert (await client.get("/health/live")).status == 200
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_decode_is_a_400_problem(aiohttp_client, app, encoding):
+    # Met while the handler reads the body: this was an unhandled_error and a 500.
+    client = await aiohttp_client(EdgeServer(app))
+    with structlog.testing.capture_logs() as logs:
+        status, headers, body = await raw_request(
+            client,
+            b"POST /api/v1/genres HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            b"Content-Encoding: " + encoding.encode() + b"\r\nContent-Length: 5\r\n\r\nabcde",
+        )
+    assert (status, headers["content-type"]) == (400, PROBLEM_JSON)
+    assert orjson.loads(body)["instance"] == "/api/v1/genres"
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []
+
+
+async def test_a_request_target_that_is_not_a_path_is_a_problem_too(aiohttp_client, app):
+    client = await aiohttp_client(EdgeServer(app))
+    status, headers, _ = await raw_request(client, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (status, headers["content-type"], len(headers["x-request-id"])) == (404, PROBLEM_JSON, 32)
+
+
 async def test_wrong_method_is_a_405_problem_with_allow(client):
     resp = await client.put("/api/v1/genres")
     assert resp.status == 405
