@@ -305,6 +305,10 @@ class Settings:
         validator=_one_of("auto", "json", "console"),
         metadata={"doc": "`json` (one object per line), `console`, or `auto` (console on a terminal)."},
     )
+    log_locals: bool = attrs.field(
+        default=False,
+        metadata={"doc": "Show each frame's local variables in logged tracebacks (development only: they hold data)."},
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
