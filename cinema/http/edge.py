@@ -173,6 +173,8 @@ class _Protocol(RequestHandler):
     so one `warning` line without the request's bytes (a refused header may be a credential).
     """
 
+    __slots__ = ()  # aiohttp's layout: a connection costs what it did
+
     def handle_error(
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
