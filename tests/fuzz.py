@@ -7,7 +7,7 @@ service to one property: never a 5xx or an internal error, never a dead actor or
 consumer, every refusal a documented problem, and a normal request still works afterwards.
 
 CI runs a few examples per target, derandomized (a run depends on the code only). To explore,
-set CINEMA_FUZZ_EXAMPLES=2000 (or more): that many examples per target, from a random seed.
+set CINEMA_TEST_FUZZ_EXAMPLES=2000 (or more): that many examples per target, from a random seed.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from cinema.http.problems import PROBLEM_TYPES
 from cinema.settings import Settings
 from tests.conftest import TABLES
 
-EXPLORE = int(os.environ.get("CINEMA_FUZZ_EXAMPLES", "0"))
+EXPLORE = int(os.environ.get("CINEMA_TEST_FUZZ_EXAMPLES", "0"))
 
 
 def fuzz_settings(examples: int, **overrides: Any) -> settings:
-    """`examples` in CI (reproducible), CINEMA_FUZZ_EXAMPLES from a random seed when set."""
+    """`examples` in CI (reproducible), CINEMA_TEST_FUZZ_EXAMPLES from a random seed when set."""
     return settings(
         **overrides,
         max_examples=EXPLORE or examples,
