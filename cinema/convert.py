@@ -44,13 +44,20 @@ def _strict(kind: type, name: str) -> Callable[[Any, type], Any]:
 # PostgreSQL stores neither text with U+0000 nor integers past 64 bits: such values are a
 # field error here, not a database error (a 500) later.
 INT64 = (-(2**63), 2**63 - 1)
+# The one check of text PostgreSQL can store, for bodies, query strings, frames and commands alike.
+NUL_MESSAGE = "must not contain the NUL character (U+0000)"
+
+
+def unstorable(text: str) -> bool:
+    """Whether PostgreSQL refuses this text (it cannot hold U+0000)."""
+    return "\x00" in text
 
 
 def _text(value: Any, _: type) -> str:
     if type(value) is not str:
         raise _WrongType("must be a string")
-    if "\x00" in value:
-        raise _WrongType("must not contain the NUL character (U+0000)")
+    if unstorable(value):
+        raise _WrongType(NUL_MESSAGE)
     return value
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib.util
 import logging
 import sys
 import time
@@ -20,6 +21,8 @@ from typing import Any
 
 import orjson
 import structlog
+from structlog.dev import RichTracebackFormatter, plain_traceback
+from structlog.tracebacks import ExceptionDictTransformer
 
 from cinema import telemetry
 from cinema.context import REQUEST_CONTEXT
@@ -186,6 +189,8 @@ def configure_logging(settings: Settings) -> None:
     global _access_out
     level = LEVELS[settings.log_level]
     console = settings.log_format == "console" or (settings.log_format == "auto" and sys.stdout.isatty())
+    # Tracebacks name the frames only: locals would write request data and secrets into the log.
+    tracebacks = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=settings.log_locals))
     shared: list[Any] = [
         merge_request_context,
         structlog.contextvars.merge_contextvars,
@@ -194,7 +199,9 @@ def configure_logging(settings: Settings) -> None:
         telemetry.add_trace_ids,
     ]
     if console:
-        renderer: Any = structlog.dev.ConsoleRenderer()
+        rich = importlib.util.find_spec("rich") is not None  # as structlog decides: rich when installed
+        formatter = RichTracebackFormatter(show_locals=settings.log_locals) if rich else plain_traceback
+        renderer: Any = structlog.dev.ConsoleRenderer(exception_formatter=formatter)
         final = [*shared, _add_logger_name, structlog.processors.StackInfoRenderer(), renderer]
         logger_class: Any = _NamedPrintLogger
     else:
@@ -203,7 +210,7 @@ def configure_logging(settings: Settings) -> None:
             *shared,
             _add_logger_name,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.dict_tracebacks,
+            tracebacks,
             renderer,
         ]
         logger_class = _NamedBytesLogger
@@ -222,7 +229,7 @@ def configure_logging(settings: Settings) -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                *([] if console else [structlog.processors.dict_tracebacks]),
+                *([] if console else [tracebacks]),
                 stdlib_renderer,
             ],
         )

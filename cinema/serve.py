@@ -32,6 +32,7 @@ from cinema.actors.base import Actor
 from cinema.app import create_app
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations
+from cinema.http.edge import AppRunner
 from cinema.http.metrics import metrics_response
 from cinema.logs import configure_logging
 from cinema.settings import Settings
@@ -88,7 +89,7 @@ async def _serve_app(settings: Settings, reuse_port: bool, index: int = 0) -> in
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(settings, on_fatal=fatal)
-    runner = web.AppRunner(
+    runner = AppRunner(  # aiohttp's, with its own errors answered as problems
         app,
         access_log=None,  # the edge (cinema/http/edge.py) writes one line per request
         handle_signals=False,

@@ -337,6 +337,10 @@ class Settings:
         validator=_between(0, 1),
         metadata={"doc": "Share of Sentry transactions profiled (0: none; profiling is costly under load)."},
     )
+    log_locals: bool = attrs.field(
+        default=False,
+        metadata={"doc": "Show each frame's local variables in logged tracebacks (development only: they hold data)."},
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -12,11 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import structlog
 
 from cinema import logs
+from cinema.app import create_app
 from cinema.context import REQUEST_CONTEXT
+from cinema.http.auth import TokenVerifier
 from cinema.logs import configure_logging, log_request
 from cinema.settings import Settings
 
@@ -46,14 +49,17 @@ class RecordingStdout:
 
 
 @contextlib.contextmanager
-def recording(tmp_path: Path) -> Iterator[RecordingStdout]:
+def recording(tmp_path: Path, **settings: object) -> Iterator[RecordingStdout]:
     """Production logging onto a recording stdout (inside the test: pytest swaps sys.stdout per phase)."""
     out = RecordingStdout()
     saved_stdout, root = sys.stdout, logging.getLogger()
     handlers, level = root.handlers[:], root.level
     sys.stdout = out  # type: ignore[assignment]
     try:
-        configure_logging(Settings(database_url="postgresql://x@127.0.0.1/x", log_format="json", data_dir=tmp_path))
+        defaults = {"database_url": "postgresql://x@127.0.0.1/x", "log_format": "json", "data_dir": tmp_path}
+        configure_logging(Settings(**{**defaults, **settings}))  # type: ignore[arg-type]
+        # Module-level loggers first used here must not keep this configuration for later tests.
+        structlog.configure(cache_logger_on_first_use=False)
         yield out
     finally:
         sys.stdout = saved_stdout
@@ -134,3 +140,48 @@ async def test_lines_a_failed_write_took_are_not_written_twice(tmp_path):
         log_request("GET", "/kept", 200, time.perf_counter())
         logs.flush_access_lines()
     assert [line["path"] for line in stdout.lines()] == ["/kept"]
+
+
+def _fail_holding(password: str) -> None:
+    request_body = {"name": "private data"}
+    raise RuntimeError(f"failed with {len(request_body)} field")
+
+
+@pytest.mark.parametrize("show_locals", [False, True])
+def test_tracebacks_show_frame_locals_only_when_asked(tmp_path, show_locals):
+    with recording(tmp_path, log_locals=show_locals) as stdout:
+        try:
+            _fail_holding("hunter2")
+        except RuntimeError:
+            structlog.get_logger("cinema.test").exception("it_failed")
+            logging.getLogger("aiohttp.server").exception("from the standard library")
+    for line in stdout.lines():
+        [exception] = line["exception"]
+        assert exception["exc_value"] == "failed with 1 field"
+        assert [frame["name"] for frame in exception["frames"]][-1] == "_fail_holding"
+        assert all(("locals" in frame) is show_locals for frame in exception["frames"])
+        assert ("hunter2" in json.dumps(line)) is show_locals
+
+
+async def test_an_error_line_holds_neither_the_secret_nor_the_authorization_header(
+    tmp_path, aiohttp_client, settings, db, monkeypatch
+):
+    secret = "the-signing-key-" + "k" * 32
+    app = create_app(attrs.evolve(settings, jwt_secret=secret))
+    authorization = "Bearer " + TokenVerifier(secret).issue("tester", ttl=60)
+
+    def broken_decode(jwt: str, key: str, **options: object) -> dict[str, object]:
+        raise RuntimeError("the token library failed")  # a bug, with the token and the key in its frame
+
+    monkeypatch.setattr("cinema.http.auth.jwt.decode", broken_decode)
+    with recording(tmp_path, jwt_secret=secret) as stdout:
+        client = await aiohttp_client(app)
+        resp = await client.post("/api/v1/genres", json={"name": "Drama"}, headers={"Authorization": authorization})
+        assert resp.status == 500
+        logs.flush_access_lines()
+    [error] = [line for line in stdout.lines() if line["event"] == "unhandled_error"]
+    assert error["level"] == "error"
+    assert error["exception"][0]["exc_value"] == "the token library failed"
+    written = b"".join(stdout.writes)
+    assert secret.encode() not in written
+    assert authorization.split()[1].encode() not in written

@@ -48,7 +48,7 @@ from cinema.actors.base import ActorError
 from cinema.actors.catalog import DATABASE_DOWN, ApplyCommands, CatalogActor
 from cinema.bus.amqp import BROKER_ERRORS, Broker, Topology, declare_commands
 from cinema.bus.service import Reconnecting
-from cinema.convert import structure
+from cinema.convert import NUL_MESSAGE, structure, unstorable
 from cinema.db import countries, genres, movies, persons
 from cinema.db.commands import (
     Action,
@@ -65,7 +65,7 @@ from cinema.db.commands import (
     inserting,
     replacing,
 )
-from cinema.errors import BadRequest, DomainError, Unavailable, ValidationFailed, problem_document
+from cinema.errors import BadRequest, DomainError, FieldError, Unavailable, ValidationFailed, problem_document
 from cinema.models import CountryCreate, CountryPatch, GenreCreate, MovieCreate, MoviePatch, PersonCreate, PersonPatch
 
 log = structlog.get_logger("cinema.commands")
@@ -253,6 +253,9 @@ class CommandConsumer(Reconnecting):
             return Rejected(BadRequest(f"Unknown command {name!r} (the routing key); known: {known}."))
         if not message.message_id:
             return Rejected(BadRequest("The message has no message_id; a command needs one to be applied once."))
+        if unstorable(message.message_id):  # it is stored, to recognise a redelivery
+            error = FieldError("message_id", NUL_MESSAGE)
+            return Rejected(BadRequest("The message_id cannot be stored.", errors=[error]))
         try:
             body = orjson.loads(message.body)
         except orjson.JSONDecodeError as exc:

@@ -627,10 +627,12 @@ async def _change_link(
     conn: asyncpg.Connection, kind: Link, sql: str, movie_id: int, target_id: int, if_match: IfMatch | None
 ) -> tuple[None, list[NewEvent]]:
     await lock_movie(conn, movie_id)
-    if if_match is not None:
-        check_if_match(await get_movie(conn, movie_id), if_match)
+    # A missing member is a 404 whatever If-Match says: preconditions apply to requests that would
+    # otherwise succeed (RFC 9110, 13.2.1).
     if not await conn.fetchval(kind.find, target_id):
         raise NotFound(f"{kind.noun} {target_id} does not exist.")
+    if if_match is not None:
+        check_if_match(await get_movie(conn, movie_id), if_match)
     status = await conn.execute(sql, movie_id, target_id)
     if status.endswith(" 0"):
         return None, []

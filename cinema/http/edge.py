@@ -11,6 +11,10 @@ all of it (cinema.telemetry.server_spans: one more coroutine, no middleware chai
 route matches into 404 or 405 problems. It is not an aiohttp middleware because a middleware
 chain costs several calls and a coroutine per request on top of the work (about a sixth of a
 cache hit, measured with bench/cache.py); the edge itself is one coroutine around the handler.
+
+`AppRunner` serves the application with a connection protocol that answers what aiohttp
+refuses before any route (a malformed request line or header) in the same shape:
+problem+json with an X-Request-ID, logged as the client's fault.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
 from multidict import istr
 
 from cinema import telemetry
 from cinema.context import REQUEST_CONTEXT
 from cinema.errors import RateLimited
 from cinema.http.auth import TokenVerifier, authorize
-from cinema.http.problems import render
+from cinema.http.problems import render, status_problem
 from cinema.http.ratelimit import FixedWindow
 from cinema.logs import log_request
 from cinema.metrics import RouteMetrics
@@ -81,7 +88,9 @@ def add_routes(
         [route, *_] = web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
         if metrics is not None and route.resource is not None:  # the template without its regexes
             metrics[-1].route = route.resource.canonical
-    app.router.add_route("*", "/{path:.*}", bound(unmatched, "unmatched", "*"))
+    anywhere = _Anywhere()
+    app.router.register_resource(anywhere)
+    anywhere.add_route("*", bound(unmatched, "unmatched", "*"))
 
 
 def behind_edge(settings: Settings) -> Callable[[Handler, RouteMetrics | None], Handler]:
@@ -153,6 +162,17 @@ def _edge(
     return functools.update_wrapper(edge, handler)
 
 
+class _Anywhere(web.DynamicResource):
+    """The last resource: every request target, also those aiohttp's patterns never match (a path
+    with a line break, `OPTIONS *`, `CONNECT host:port`), which aiohttp would answer itself."""
+
+    def __init__(self) -> None:
+        super().__init__("/{path}")
+
+    def _match(self, path: str) -> dict[str, str]:
+        return {"path": path}
+
+
 async def unmatched(request: web.Request) -> web.StreamResponse:
     """No route took the request: 405 with Allow when its path exists for other methods, else 404."""
     this = request.match_info.route.resource
@@ -163,3 +183,54 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     if allowed:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise web.HTTPNotFound()
+
+
+class AppRunner(web.AppRunner):
+    """aiohttp's runner, whose connections answer aiohttp's own errors as the edge answers (`_Protocol`)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _Server(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+
+class _Protocol(RequestHandler):
+    """A connection whose errors before any route (aiohttp's parser refused the request) are problems too.
+
+    aiohttp would answer them in plain text without our headers, and log each with a traceback
+    at `error`: on the internet a scanner would fill the error log. They are the client's fault,
+    so one `warning` line without the request's bytes (a refused header may be a credential).
+    """
+
+    __slots__ = ()  # aiohttp's layout: a connection costs what it did
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # as aiohttp: the response has begun, the connection is broken
+            raise ConnectionError("Response is sent already, cannot send another response with the error message")
+        request_id = f"{_PREFIX}{next(_COUNTER):016x}"
+        REQUEST_CONTEXT.set({"request_id": request_id})
+        # The first words of aiohttp's message say what was wrong; the rest quotes the request.
+        what = (message or HTTPStatus(status).phrase).partition(":")[0].strip()[:100]
+        if status >= 500:
+            log.error("http_request_failed", status=status, exc_info=exc)
+        elif isinstance(exc, BadHttpMethod) and self._request_count == 1:
+            log.debug("http_request_refused", status=status, error=what, peer=request.remote)  # not HTTP at all
+        else:
+            log.warning("http_request_refused", status=status, error=what, peer=request.remote)
+        detail = f"The request is malformed: {what}." if status < 500 else "An unexpected error occurred."
+        response = status_problem(request, status, detail)
+        response.headers[_ID] = request_id
+        response.force_close()
+        return response

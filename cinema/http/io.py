@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from cinema.convert import NUL_MESSAGE, unstorable
 from cinema.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
 from cinema.etags import IfMatch, Tagged, etag, parse_tags
 from cinema.http.keys import CATALOG_ID, SETTINGS
@@ -39,12 +40,19 @@ def path_id(request: web.Request, name: str = "id") -> int:
 
 
 def reject_unknown(params: Mapping[str, str], known: Collection[str]) -> None:
+    """The checks every query string gets first: only `known` names, and values PostgreSQL can store.
+
+    Every parser of a query string starts here, so a NUL reaches no SQL, whatever the parameter.
+    """
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise BadRequest(
             "Unknown query parameters.",
             errors=[FieldError(name, "unknown parameter; known: " + ", ".join(sorted(known))) for name in unknown],
         )
+    unstored = dict.fromkeys(name for name, value in params.items() if unstorable(value))
+    if unstored:
+        raise BadRequest("Invalid query parameters.", errors=[FieldError(name, NUL_MESSAGE) for name in unstored])
 
 
 def json_response(

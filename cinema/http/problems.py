@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 from urllib.parse import quote
 
 import attrs
@@ -141,11 +142,12 @@ _HTTP_SLUGS = {
     405: "method-not-allowed",
     413: "payload-too-large",
     415: "unsupported-media-type",
+    500: "internal-error",
 }
 
 
 def problem(
-    request: web.Request,
+    request: web.BaseRequest,
     status: int,
     slug: str,
     title: str,
@@ -187,11 +189,10 @@ def render(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, ActorStopped):
         return _unavailable(request, "The service is shutting down; retry on another instance.", 1)
     if isinstance(exc, web.HTTPException):
-        slug = _HTTP_SLUGS.get(exc.status, "http-error")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        # A type has one title whoever raises it ("Not found", not aiohttp's "Not Found").
-        title = exc.reason if slug == "http-error" else PROBLEM_TYPES[slug].title
-        return problem(request, exc.status, slug, title, _detail(request, exc), headers=headers)
+        return status_problem(request, exc.status, _detail(request, exc), headers)
+    if isinstance(exc, web.RequestPayloadError):  # the client's fault, met while a handler reads the body
+        return status_problem(request, 400, "The body cannot be read: its chunked or content encoding is malformed.")
     # A bug: the client gets no internals, the log gets the whole traceback.
     log.error("unhandled_error", exc_info=exc)
     telemetry.report(exc)
@@ -202,6 +203,16 @@ def render(request: web.Request, exc: Exception) -> web.Response:
         PROBLEM_TYPES["internal-error"].title,
         "An unexpected error occurred; it was logged with this request's X-Request-ID.",
     )
+
+
+def status_problem(
+    request: web.BaseRequest, status: int, detail: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The problem for a bare HTTP status: the framework's errors (unknown route, wrong method, unparsable request)."""
+    slug = _HTTP_SLUGS.get(status, "http-error")
+    # A type has one title whoever raises it ("Not found", not aiohttp's "Not Found").
+    title = HTTPStatus(status).phrase if slug == "http-error" else PROBLEM_TYPES[slug].title
+    return problem(request, status, slug, title, detail, headers=headers)
 
 
 def _detail(request: web.Request, exc: web.HTTPException) -> str:

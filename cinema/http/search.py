@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 from aiohttp import web
@@ -10,7 +10,8 @@ from multidict import MultiMapping
 
 from cinema.actors.indexer import Search
 from cinema.cache.kinds import SEARCH
-from cinema.errors import BadRequest, FieldError
+from cinema.convert import NUL_MESSAGE, unstorable
+from cinema.errors import BadRequest, FieldError, ValidationFailed
 from cinema.http.cached import ParsedQueries, cached
 from cinema.http.io import reject_unknown
 from cinema.http.keys import INDEXER
@@ -67,27 +68,38 @@ def kind_errors(kinds: Sequence[str], field: str) -> list[FieldError]:
     return [FieldError(field, f"unknown kind {kind!r}; known: {known}") for kind in kinds if kind not in KINDS]
 
 
-def query_errors(q: str, limit: int) -> list[FieldError]:
+def search_query(q: str, kinds: Iterable[str], limit: int) -> SearchQuery:
+    """The one validation of a search, whether it came in a query string or a websocket frame.
+
+    Raises ValidationFailed naming each field (`q`, `type`, `limit`); the query string's
+    parser answers it as its 400.
+    """
+    kinds = tuple(dict.fromkeys(kinds))
     errors = []
-    if not q.strip():
+    if unstorable(q):
+        errors.append(FieldError("q", NUL_MESSAGE))
+    elif not q.strip():
         errors.append(FieldError("q", "must contain something to search for"))
     elif len(q) > MAX_QUERY:
         errors.append(FieldError("q", f"must be at most {MAX_QUERY} characters long"))
     if not 1 <= limit <= MAX_LIMIT:
         errors.append(FieldError("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
-    return errors
+    errors += kind_errors(kinds, "type")
+    if errors:
+        raise ValidationFailed("The query has invalid fields.", errors=errors)
+    return SearchQuery(q.strip(), kinds, limit)
 
 
 def parse_search(params: MultiMapping[str]) -> SearchQuery:
     """`q`, `type` and `limit` from a query string; anything off is a 400 naming the parameter."""
     reject_unknown(params, ("q", "type", "limit"))
     raw_limit = params.get("limit", "20")
-    limit = int(raw_limit) if raw_limit.isdigit() and len(raw_limit) < 6 else 0
-    kinds = tuple(dict.fromkeys(k for value in params.getall("type", ()) for k in value.split(",") if k.strip()))
-    errors = query_errors(params.get("q", ""), limit) + kind_errors(kinds, "type")
-    if errors:
-        raise BadRequest("Invalid query parameters.", errors=errors)
-    return SearchQuery(params["q"].strip(), kinds, limit)
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) < 6 else 0  # not "²"
+    kinds = (k for value in params.getall("type", ()) for k in value.split(",") if k.strip())
+    try:
+        return search_query(params.get("q", ""), kinds, limit)
+    except ValidationFailed as exc:
+        raise BadRequest("Invalid query parameters.", errors=exc.errors) from None
 
 
 @routes.get(BASE)

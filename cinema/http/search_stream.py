@@ -33,7 +33,7 @@ from cinema.actors.indexer import IndexerActor, Search
 from cinema.convert import structure
 from cinema.errors import BadRequest, Conflict, DomainError, FieldError, Unavailable, ValidationFailed, problem_document
 from cinema.http.keys import INDEXER, LIVE_SEARCH, SETTINGS, STREAM_CLIENTS
-from cinema.http.search import TAG, kind_errors, query_errors
+from cinema.http.search import TAG, search_query
 from cinema.http.spec import describe
 from cinema.models import meta
 from cinema.search.backend import SearchQuery
@@ -164,15 +164,13 @@ class StreamSession:
             await self._error(frame_id, exc)
 
     def _start(self, frame: StreamQuery) -> None:
-        errors = query_errors(frame.q, frame.limit) + kind_errors(frame.type, "type")
-        if errors:
-            raise ValidationFailed("The query has invalid fields.", errors=errors)
+        query = search_query(frame.q, frame.type, frame.limit)
         replaced = self.queries.pop(frame.id, None)
         if replaced is not None:
             self._stop(replaced)
         if len(self.queries) >= self.max_queries:
             raise Conflict(f"At most {self.max_queries} queries may be open on one socket; cancel one first.")
-        state = _Query(frame.id, SearchQuery(frame.q.strip(), tuple(dict.fromkeys(frame.type)), frame.limit))
+        state = _Query(frame.id, query)
         self.queries[frame.id] = state
         if frame.live:
             state.live = LiveQuery(state.query, partial(self._push_live, state))

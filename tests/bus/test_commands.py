@@ -165,10 +165,26 @@ async def test_commands_that_can_never_succeed_are_dead_lettered_with_the_reason
             genre_upsert("g3", "drama"),
             "conflict: A genre named 'drama' already exists. (name: a genre named 'drama' already exists)",
         ),
+        (
+            "genre.upsert",
+            genre_upsert("g5", "Dra\x00ma"),
+            "validation-failed: The body has invalid fields. (data.name: must not contain the NUL character (U+0000))",
+        ),
+        (
+            "genre.upsert",
+            genre_upsert("g\x006", "Noir"),
+            "validation-failed: The body has invalid fields. (external_id: must not contain the NUL character",
+        ),
     ]
     sent = {}
     for command, body, why in cases:
         sent[await send(amqp, topology, command, body, headers={"sender": "test"})] = (command, body, why)
+    # A message id PostgreSQL cannot store (it records every applied one): this was a command_failed bug.
+    nul_id = "m-\x00"
+    await send(
+        amqp, topology, "genre.upsert", genre_upsert("g7", "Heist"), message_id=nul_id, headers={"sender": "test"}
+    )
+    sent[nul_id] = ("genre.upsert", genre_upsert("g7", "Heist"), "bad-request: The message_id cannot be stored.")
     dead = await amqp.declare_queue(topology.dead, durable=True)
     letters = {m.message_id: m for m in await take(dead, len(sent))}
     assert set(letters) == set(sent)
@@ -186,7 +202,7 @@ async def test_commands_that_can_never_succeed_are_dead_lettered_with_the_reason
     await send(amqp, topology, "genre.upsert", genre_upsert("g4", "Western"))
     await eventually(lambda: consumer.applied == 1)
     assert await db.fetchval("SELECT count(*) FROM genres") == 2
-    assert consumer.rejected == 6
+    assert consumer.rejected == 9
 
 
 async def test_a_database_that_cannot_take_a_command_now_delays_it_and_loses_nothing(

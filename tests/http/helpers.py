@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from aiohttp.test_utils import TestServer
+
+from cinema.http.edge import AppRunner
 from cinema.http.problems import PROBLEM_JSON
 
 
@@ -48,3 +52,30 @@ async def assert_not_modified(client: Any, url: str) -> str:
     assert again.headers["ETag"] == tag
     assert await again.read() == b""
     return tag
+
+
+class EdgeServer(TestServer):
+    """A test server run by cinema's own runner, as `serve` runs it: for what happens before any route."""
+
+    async def _make_runner(self, **kwargs: Any) -> AppRunner:
+        return AppRunner(self.app, **kwargs)
+
+
+async def raw_request(client: Any, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `data` as it is on a connection of its own; the status, headers and body of the answer."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    received = b""
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(65536):
+                received += chunk
+    except ConnectionResetError:
+        pass  # a server that answers and closes before reading everything resets the connection: keep the answer
+    finally:
+        writer.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import orjson
 import psycopg
 import pytest
 import structlog
@@ -18,6 +19,7 @@ from cinema.http.keys import CATALOG
 from cinema.http.problems import PROBLEM_JSON
 from cinema.settings import Settings
 from tests.conftest import eventually, with_database
+from tests.http.helpers import EdgeServer, raw_request
 
 
 async def test_request_id_is_echoed_or_generated(client):
@@ -47,6 +49,68 @@ async def test_unknown_route_is_a_404_problem(client):
         "detail": "No resource at /api/v1/unknown.",
         "instance": "/api/v1/unknown",
     }
+
+
+@pytest.mark.parametrize("path", ["/api/docs/%0A", "/api/v1/genres/1%0A", "/%0A", "/api/v1/genres%0D%0A"])
+async def test_a_path_with_a_line_break_is_a_404_problem_too(client, path):
+    # The catch-all route did not match a newline: aiohttp answered a plain-text 404 without our id.
+    resp = await client.get(path, headers={"X-Request-ID": "req-2"})
+    assert (resp.status, resp.content_type) == (404, PROBLEM_JSON)
+    assert resp.headers["X-Request-ID"] == "req-2"
+    assert (await resp.json())["instance"] == path  # a URI reference: the line break percent-encoded
+
+
+LIVE = b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+TOO_LONG = "Got more than 8190 bytes when reading"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "error"),
+    [
+        (LIVE + b"Authorization: Bearer sec\x00ret\r\n\r\n", "Invalid header value char"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", TOO_LONG),
+        (LIVE + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n", TOO_LONG),
+        (LIVE + b"Content-Length: -1\r\n\r\n", "Invalid character in Content-Length"),
+    ],
+)
+async def test_a_request_aiohttp_refuses_is_a_problem_with_an_id_and_a_warning(
+    aiohttp_client, app, request_bytes, error
+):
+    client = await aiohttp_client(EdgeServer(app))
+    with structlog.testing.capture_logs() as logs:
+        status, headers, body = await raw_request(client, request_bytes)
+    assert status == 400
+    assert headers["content-type"] == PROBLEM_JSON
+    assert len(headers["x-request-id"]) == 32
+    problem = orjson.loads(body)
+    assert (problem["type"], problem["title"], problem["status"]) == ("/problems/bad-request", "Bad request", 400)
+    assert problem["detail"] == f"The request is malformed: {error}."
+    [line] = [entry for entry in logs if entry["log_level"] != "debug"]
+    # The client's fault: a warning without a traceback, and nothing of what it sent (a header may be a secret).
+    assert line == {"event": "http_request_refused", "log_level": "warning", "status": 400, "error": error,
+                    "peer": "127.0.0.1"}  # fmt: skip
+    assert (await client.get("/health/live")).status == 200
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_decode_is_a_400_problem(aiohttp_client, app, encoding):
+    # Met while the handler reads the body: this was an unhandled_error and a 500.
+    client = await aiohttp_client(EdgeServer(app))
+    with structlog.testing.capture_logs() as logs:
+        status, headers, body = await raw_request(
+            client,
+            b"POST /api/v1/genres HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            b"Content-Encoding: " + encoding.encode() + b"\r\nContent-Length: 5\r\n\r\nabcde",
+        )
+    assert (status, headers["content-type"]) == (400, PROBLEM_JSON)
+    assert orjson.loads(body)["instance"] == "/api/v1/genres"
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []
+
+
+async def test_a_request_target_that_is_not_a_path_is_a_problem_too(aiohttp_client, app):
+    client = await aiohttp_client(EdgeServer(app))
+    status, headers, _ = await raw_request(client, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (status, headers["content-type"], len(headers["x-request-id"])) == (404, PROBLEM_JSON, 32)
 
 
 async def test_wrong_method_is_a_405_problem_with_allow(client):

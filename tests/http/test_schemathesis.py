@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from cinema.app import create_app
 from cinema.http.auth import TokenVerifier
+from cinema.http.edge import AppRunner
 from cinema.http.openapi import OPENAPI_PATH, build_document
 from cinema.settings import Settings
 from tests.conftest import TABLES
@@ -84,7 +85,7 @@ class ServerThread:
 
     def __init__(self, app: web.Application) -> None:
         self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = AppRunner(app, access_log=None)
         self.thread = threading.Thread(target=self.loop.run_forever, name="cinema-server", daemon=True)
 
     def __enter__(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cinema.db.outbox import NewEvent
@@ -83,6 +85,8 @@ async def test_words_match_in_any_order_and_all_are_needed(client, catalog):
         ({"q": "drama", "type": "film"}, "type"),
         ({"q": "drama", "type": "movie,films"}, "type"),
         ({"q": "drama", "sort": "score"}, "sort"),
+        ({"q": "ab\x00cd"}, "q"),  # PostgreSQL text cannot hold NUL: this was a 500
+        ({"q": "drama", "limit": "²"}, "limit"),  # a digit to str.isdigit, not to int(): this was a 500
     ],
 )
 async def test_bad_parameters_are_a_400_problem_naming_the_parameter(client, params, field):
@@ -96,3 +100,20 @@ async def test_the_route_describes_itself_for_the_openapi_document():
     assert doc.tag == "search"
     assert doc.query == SEARCH_PARAMS
     assert [param.name for param in doc.query] == ["q", "type", "limit"]
+
+
+@pytest.mark.parametrize(
+    ("q", "limit", "kinds"),
+    [("ab\x00cd", 20, []), ("", 20, []), ("   ", 5, ["movie"]), ("x" * 201, 20, []), ("drama", 0, []),
+     ("drama", 101, []), ("drama", 20, ["film"]), ("\x00", 0, ["nope"])],
+)  # fmt: skip
+async def test_the_query_string_and_the_websocket_refuse_the_same_searches_naming_the_same_fields(
+    client, q, limit, kinds
+):
+    params = [("q", q), ("limit", str(limit)), *(("type", kind) for kind in kinds)]
+    over_http = await assert_problem(await client.get(BASE, params=params), 400)
+    async with client.ws_connect(BASE + "/stream") as ws:
+        await ws.send_json({"id": "e", "q": q, "limit": limit, "type": kinds})
+        over_ws = (await asyncio.wait_for(ws.receive_json(), 5))["problem"]
+    assert over_ws["status"] == 422
+    assert over_http["errors"] == over_ws["errors"]
