@@ -22,7 +22,7 @@ from cinema.errors import Unavailable
 from cinema.http.keys import CATALOG
 from cinema.models import GenreCreate
 from tests.bus.conftest import events_queue, running, take
-from tests.bus.proxy import Proxy
+from tests.faults.proxy import Proxy
 from tests.conftest import eventually
 from tests.db.test_commands import FILM_UPSERT
 
