@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import ClientResponse
 
+from tests.bus.conftest import amqp, amqp_settings, topologies, topology  # noqa: F401 (fixtures used here)
 from tests.faults.proxy import Proxy
 
 PROBLEM_JSON = "application/problem+json"
