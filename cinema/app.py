@@ -144,9 +144,18 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    size = app[SETTINGS].db_pool_size
+    size, deadline = app[SETTINGS].db_pool_size, app[SETTINGS].db_statement_timeout
+    # A deadline on connecting and on every statement: a connection the network dropped
+    # without a reset fails its statement (503) and is replaced, instead of holding a catalog
+    # worker until the kernel gives up on it, many minutes later.
     pool = await asyncpg.create_pool(
-        app[DSN], min_size=min(2, size), max_size=size, server_settings=SESSION, reset=_keep_session
+        app[DSN],
+        min_size=min(2, size),
+        max_size=size,
+        server_settings=SESSION,
+        reset=_keep_session,
+        timeout=deadline,
+        command_timeout=deadline,
     )
     app[POOL] = pool
     try:
@@ -156,7 +165,13 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:
-    feed = RemoteEvents(app[DSN], app[BUS], app[ORIGIN], channels={INDEXED_CHANNEL: Indexed.from_payload})
+    feed = RemoteEvents(
+        app[DSN],
+        app[BUS],
+        app[ORIGIN],
+        channels={INDEXED_CHANNEL: Indexed.from_payload},
+        statement_timeout=app[SETTINGS].db_statement_timeout,
+    )
     app[REMOTE_EVENTS] = feed
     feed.start()
     try:
@@ -229,6 +244,7 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
                     batch_size=settings.search_batch_size,
                     flush_delay=settings.search_flush_delay,
                     poll_interval=settings.search_poll_interval,
+                    statement_timeout=settings.db_statement_timeout,
                     concurrency=settings.db_pool_size,
                     **options,
                 )
@@ -267,6 +283,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         poll_interval=settings.relay_poll_interval,
         retention_hours=settings.outbox_retention_hours,
         dedup_hours=settings.command_dedup_hours,
+        statement_timeout=settings.db_statement_timeout,
     )
     app[RELAY] = relay
     relay.start()

@@ -7,6 +7,9 @@ never touches the servers other tests (and other test sessions) share:
     refuse()   close new connections as soon as they are accepted (a server that is gone)
     stall()    accept, but forward nothing either way: a hung server or a silent partition;
                what was held is delivered on restore(), as TCP would after a partition heals
+    heal()     after stall(): new connections work again; the server forgets the stalled ones
+               (they are closed on its side, as after a failover or its keepalive giving up),
+               while the client's side stays open and silent for good, never reset
     slow(s)    forward each chunk `s` seconds late
     restore()  forward normally again
 """
@@ -20,6 +23,17 @@ from types import TracebackType
 from yarl import URL
 
 
+class _Link:
+    """One connection through the proxy."""
+
+    def __init__(self, upstream: asyncio.StreamWriter, flowing: bool) -> None:
+        self.upstream = upstream
+        self.flowing = asyncio.Event()  # set while it forwards
+        if flowing:
+            self.flowing.set()
+        self.forgotten = False  # closed on the server's side, silent on the client's
+
+
 class Proxy:
     """Forwards 127.0.0.1:<port> to `target`."""
 
@@ -29,8 +43,8 @@ class Proxy:
         self.delay = 0.0
         self.port = 0
         self.connections = 0  # accepted and forwarded, since start
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._stalled = False
+        self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
@@ -72,7 +86,16 @@ class Proxy:
         self.refusing = True
 
     def stall(self) -> None:
-        self._flowing.clear()
+        self._stalled = True
+        for link in self._links:
+            link.flowing.clear()
+
+    def heal(self) -> None:
+        self._stalled = False
+        for link in self._links:
+            link.forgotten = True
+            link.upstream.transport.abort()
+        self._links.clear()  # never to flow again
 
     def slow(self, delay: float) -> None:
         self.delay = delay
@@ -80,7 +103,9 @@ class Proxy:
     def restore(self) -> None:
         self.refusing = False
         self.delay = 0.0
-        self._flowing.set()
+        self._stalled = False
+        for link in self._links:
+            link.flowing.set()
 
     def down(self) -> None:
         """The server went away: every connection cut, new ones refused."""
@@ -113,20 +138,25 @@ class Proxy:
             return
         self.connections += 1
         self._writers |= {writer, upstream_writer}
+        link = _Link(upstream_writer, flowing=not self._stalled)
+        self._links.add(link)
         for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
-            pump = asyncio.create_task(self._pump(source, sink))
+            pump = asyncio.create_task(self._pump(source, sink, link))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link) -> None:
         with contextlib.suppress(OSError):
             while data := await source.read(65536):
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                await self._flowing.wait()
+                await link.flowing.wait()
                 if sink.transport.is_closing():
                     break
                 sink.write(data)
                 await sink.drain()
+        if link.forgotten:  # the client's side hears nothing more, not even a reset
+            await asyncio.Event().wait()
         sink.transport.abort()
         self._writers.discard(sink)
+        self._links.discard(link)
