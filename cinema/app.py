@@ -147,12 +147,16 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     size, deadline = app[SETTINGS].db_pool_size, app[SETTINGS].db_statement_timeout
     # A deadline on connecting and on every statement: a connection the network dropped
     # without a reset fails its statement (503) and is replaced, instead of holding a catalog
-    # worker until the kernel gives up on it, many minutes later.
+    # worker until the kernel gives up on it, many minutes later. And the server ends a
+    # transaction its client left idle (a frozen process or network) within half of it, so
+    # that the lock ordering the outbox, which it may hold, passes to the others' writers
+    # before their own statements' deadline (our transactions never idle between statements).
+    idle = {"idle_in_transaction_session_timeout": str(round(deadline * 500))}
     pool = await asyncpg.create_pool(
         app[DSN],
         min_size=min(2, size),
         max_size=size,
-        server_settings=SESSION,
+        server_settings=SESSION | idle,
         reset=_keep_session,
         timeout=deadline,
         command_timeout=deadline,
