@@ -74,6 +74,8 @@ from cinema.settings import Settings, parse_ttls
 
 # Seconds a stopping relay gets to mark what the broker confirmed (else those go out again).
 RELAY_GRACE = 2.0
+# Seconds a pooled session may stay idle inside a transaction before the server ends it.
+IDLE_IN_TRANSACTION = 2.0
 
 
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
@@ -148,10 +150,12 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     # A deadline on connecting and on every statement: a connection the network dropped
     # without a reset fails its statement (503) and is replaced, instead of holding a catalog
     # worker until the kernel gives up on it, many minutes later. And the server ends a
-    # transaction its client left idle (a frozen process or network) within half of it, so
-    # that the lock ordering the outbox, which it may hold, passes to the others' writers
-    # before their own statements' deadline (our transactions never idle between statements).
-    idle = {"idle_in_transaction_session_timeout": str(round(deadline * 500))}
+    # transaction its client left idle (a frozen process or network) after IDLE_IN_TRANSACTION
+    # seconds at most: it may hold the lock that orders the outbox, which every writer of every
+    # instance waits for, and the frozen instance's other writers queue for it after it, each
+    # to hold it as long (our own transactions never idle between their statements).
+    idle_ms = round(min(IDLE_IN_TRANSACTION, deadline / 2) * 1000)
+    idle = {"idle_in_transaction_session_timeout": str(idle_ms)}
     pool = await asyncpg.create_pool(
         app[DSN],
         min_size=min(2, size),
