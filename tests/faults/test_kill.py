@@ -65,9 +65,11 @@ def service(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[b
 
 
 async def worker_of(db: asyncpg.Connection, process: subprocess.Popen[bytes], application: str) -> int:
-    """The pid of the worker holding the connection named `application` (found by its client port)."""
-    query = """SELECT client_port FROM pg_stat_activity
-               WHERE application_name = $1 AND datname = current_database() AND client_port IS NOT NULL"""
+    """The pid of the worker whose connection named `application` leads (holds its advisory
+    lock; the other worker's waits), found by the connection's client port."""
+    query = """SELECT a.client_port FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+               WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1
+               AND a.datname = current_database() AND a.client_port IS NOT NULL"""
     pid = None
 
     async def found() -> bool:
@@ -107,7 +109,8 @@ async def test_kill_9_of_a_worker_mid_burst_loses_nothing(
     await declare_commands(amqp, topology, COMMANDS)  # as the service does: commands wait in the queue
     with service(env, tmp_path / "log") as (process, port):
         base = f"http://127.0.0.1:{port}"
-        await worker_of(db, process, "cinema-relay")  # both leaders have started
+        await worker_of(db, process, "cinema-relay")  # the leaders have started
+        await worker_of(db, process, "cinema-indexer")
         # Commands: published (and confirmed by the broker) while the HTTP burst runs.
         commands = await amqp.get_exchange(topology.commands)
         sent: list[str] = []
