@@ -139,7 +139,8 @@ async def _migrate(app: web.Application) -> None:
 
 
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    pool = await create_pool(app[DSN], app[SETTINGS].db_pool_size)
+    settings = app[SETTINGS]
+    pool = await create_pool(app[DSN], settings.db_pool_size, settings.db_statement_timeout)
     app[POOL] = pool
     try:
         yield
@@ -161,7 +162,13 @@ async def catalog_id_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:
-    feed = RemoteEvents(app[DSN], app[BUS], app[ORIGIN], channels={INDEXED_CHANNEL: Indexed.from_payload})
+    feed = RemoteEvents(
+        app[DSN],
+        app[BUS],
+        app[ORIGIN],
+        channels={INDEXED_CHANNEL: Indexed.from_payload},
+        statement_timeout=app[SETTINGS].db_statement_timeout,
+    )
     app[REMOTE_EVENTS] = feed
     feed.start()
     try:
@@ -236,6 +243,7 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
                     batch_size=settings.search_batch_size,
                     flush_delay=settings.search_flush_delay,
                     poll_interval=settings.search_poll_interval,
+                    statement_timeout=settings.db_statement_timeout,
                     concurrency=settings.db_pool_size,
                     **options,
                 )
@@ -274,6 +282,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         poll_interval=settings.relay_poll_interval,
         retention_hours=settings.outbox_retention_hours,
         dedup_hours=settings.command_dedup_hours,
+        statement_timeout=settings.db_statement_timeout,
     )
     app[RELAY] = relay
     relay.start()

@@ -147,6 +147,11 @@ class Settings:
         validator=_between(1, 500),
         metadata={"doc": "Connections per process; also how many catalog messages run at once."},
     )
+    db_statement_timeout: float = attrs.field(
+        default=60.0,
+        validator=_between(0.1, 3600),
+        metadata={"doc": "Seconds a statement may take before its connection is given up as lost (a silent network)."},
+    )
     migrate_on_start: bool = attrs.field(
         default=True,
         metadata={"doc": "Apply pending migrations when `serve` starts (off where `migrate` runs as a job)."},

@@ -52,7 +52,11 @@ DATABASE_DOWN = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
+    # asyncpg lost track of a connection the server ended under it (a statement timed out while
+    # the server closed the session): "cannot switch to state ..."; the connection is gone.
+    asyncpg.InternalClientError,
     asyncpg.AdminShutdownError,
+    asyncpg.IdleInTransactionSessionTimeoutError,  # the server ended a transaction its client left idle
 )
 # Errors after which the same transaction, run again, will most likely succeed.
 RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)

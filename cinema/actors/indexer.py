@@ -130,6 +130,7 @@ class IndexerActor(Actor):
         batch_size: int = 500,
         flush_delay: float = 0.02,
         poll_interval: float = 5.0,
+        statement_timeout: float = 60.0,
         **options: Any,
     ) -> None:
         super().__init__("indexer", **options)
@@ -140,6 +141,7 @@ class IndexerActor(Actor):
         self.batch_size = batch_size
         self.flush_delay = flush_delay
         self.poll_interval = poll_interval
+        self.statement_timeout = statement_timeout  # a statement on the leader connection, at most
         self.consumer = f"indexer:{backend.name}"
         self.leader = False
         self._position: int | None = None
@@ -206,13 +208,17 @@ class IndexerActor(Actor):
         while not self._stop.is_set():
             try:
                 settings = {"application_name": "cinema-indexer", "timezone": "UTC", "jit": "off"}
-                conn = await asyncpg.connect(self.dsn, server_settings=settings)
+                conn = await asyncpg.connect(
+                    self.dsn,
+                    server_settings=settings,
+                    timeout=self.statement_timeout,
+                    command_timeout=self.statement_timeout,
+                )
             except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:
                 log.warning("indexer_cannot_connect", error=repr(exc), retry_in=delay)
             else:
                 try:
-                    # Blocks while another process leads; returns when this one may.
-                    await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", LEADER_LOCK, self.consumer)
+                    await self._wait_for_lead(conn)
                     self.leader, delay = True, RECONNECT[0]
                     log.info("indexer_leading", backend=self.backend.name)
                     await self._consume(conn)
@@ -226,6 +232,22 @@ class IndexerActor(Actor):
                     conn.terminate()
             await self._pause(delay)
             delay = min(delay * 2, RECONNECT[1])
+
+    async def _wait_for_lead(self, conn: asyncpg.Connection) -> None:
+        """Block while another process leads; return when this one may.
+
+        The wait is a series of waits the server ends (`lock_timeout`) before the statement
+        deadline does: each answer proves the connection alive, and one the network dropped
+        without a reset fails the deadline instead of waiting for a lock it can never get.
+        """
+        await conn.execute(f"SET lock_timeout = {max(1, round(self.statement_timeout * 500))}")
+        while True:
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", LEADER_LOCK, self.consumer)
+                break
+            except asyncpg.LockNotAvailableError:
+                continue
+        await conn.execute("SET lock_timeout = 0")
 
     # -- consuming the log -----------------------------------------------------
 

@@ -44,7 +44,6 @@ from cinema.metrics import LAG_BUCKETS, Histogram
 log = structlog.get_logger("cinema.relay")
 
 PUBLISH_TIMEOUT = 30.0  # seconds for the broker to confirm one message
-COMMAND_TIMEOUT = 60.0  # seconds for one statement on the relay's own connection
 PRUNE_EVERY = 60.0  # seconds between prunes, unless the last one left more to do
 PRUNE_SLICE = 10_000  # rows deleted per statement
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -89,6 +88,7 @@ class OutboxRelay(Reconnecting):
         dedup_hours: float = 168.0,
         backoff: tuple[float, float] = (0.1, 5.0),
         before_mark: Callable[[Sequence[int]], Awaitable[None]] | None = None,
+        statement_timeout: float = 60.0,
     ) -> None:
         super().__init__(backoff)
         self.dsn = dsn
@@ -100,6 +100,7 @@ class OutboxRelay(Reconnecting):
         self.retention_hours = retention_hours
         self.dedup_hours = dedup_hours
         self.before_mark = before_mark
+        self.statement_timeout = statement_timeout  # seconds for one statement on the relay's own connection
         self.leading = asyncio.Event()  # set while this process is the relay
         self.published = 0  # events confirmed by the broker and marked, since start
         self.lag = Histogram(LAG_BUCKETS)  # seconds from an event's transaction to its confirm
@@ -108,7 +109,8 @@ class OutboxRelay(Reconnecting):
         conn = await asyncpg.connect(
             self.dsn,
             # A statement that hangs (a connection gone quietly) ends the session rather than the relay.
-            command_timeout=COMMAND_TIMEOUT,
+            command_timeout=self.statement_timeout,
+            timeout=self.statement_timeout,
             server_settings={"timezone": "UTC", "application_name": "cinema-relay"},
         )
         lost = asyncio.Event()

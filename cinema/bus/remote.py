@@ -10,6 +10,9 @@ change within milliseconds, without polling.
 When the listening connection is lost, notifications sent meanwhile are gone: after
 reconnecting, the bus announces a gap to every subscriber (`Missed`), and each recovers
 in its own way (the cache drops its entries; log readers re-read from their position).
+A connection the network dropped without a reset would listen to nothing, silently: after
+`probe_interval` seconds without a notification a round trip checks it, within the
+statement deadline, and a failure counts as a loss.
 
 The same connection listens on further channels given in `channels`, whose payloads are
 "<origin>:<rest>": for another origin's payload, `channels[channel](rest)` builds the
@@ -31,6 +34,7 @@ from cinema.db.outbox import CHANNEL, read_events
 log = structlog.get_logger("cinema.bus")
 
 _LOST = object()  # queued when the listening connection closes
+PROBE_INTERVAL = 5.0  # seconds without a notification after which the connection is probed
 
 
 class RemoteEvents(Reconnecting):
@@ -45,9 +49,13 @@ class RemoteEvents(Reconnecting):
         *,
         channels: Mapping[str, Callable[[str], Topical]] | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
+        statement_timeout: float = 60.0,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         super().__init__(backoff)
         self.dsn = dsn
+        self.statement_timeout = statement_timeout
+        self.probe_interval = probe_interval
         self.bus = bus
         self.origin = origin
         self.channels = dict(channels or {})
@@ -63,7 +71,7 @@ class RemoteEvents(Reconnecting):
 
     async def _listen(self, announce_gap: bool) -> None:
         queue: asyncio.Queue[object] = asyncio.Queue()
-        conn = await asyncpg.connect(self.dsn)
+        conn = await asyncpg.connect(self.dsn, timeout=self.statement_timeout, command_timeout=self.statement_timeout)
         try:
             conn.add_termination_listener(lambda _: queue.put_nowait(_LOST))
             for channel in (CHANNEL, *self.channels):
@@ -74,7 +82,7 @@ class RemoteEvents(Reconnecting):
                 self.bus.announce_gap()
             log.info("remote_events_listening")
             while True:
-                batch = [await queue.get()]
+                batch = [await self._next(queue, conn)]
                 while not queue.empty():
                     batch.append(queue.get_nowait())
                 if _LOST in batch:
@@ -84,6 +92,17 @@ class RemoteEvents(Reconnecting):
                 self._publish_others([(channel, payload) for channel, payload in notes if channel != CHANNEL])
         finally:
             await conn.close(timeout=2)
+
+    async def _next(self, queue: asyncio.Queue[object], conn: asyncpg.Connection) -> object:
+        """The next notification. While none comes, a round trip now and then proves the connection
+        alive: one the network dropped without a reset would otherwise listen to nothing for good,
+        and this instance's cache would go on serving what other instances changed."""
+        while True:
+            try:
+                async with asyncio.timeout(self.probe_interval):
+                    return await queue.get()
+            except TimeoutError:
+                await conn.fetchval("SELECT 1")  # within the statement deadline, else TimeoutError
 
     def _publish_others(self, notes: list[tuple[str, str]]) -> None:
         for channel, payload in notes:

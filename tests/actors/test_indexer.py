@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import attrs
 import orjson
 import pytest
 
@@ -207,6 +208,26 @@ async def test_one_process_indexes_and_another_takes_over_when_it_stops(aiohttp_
     await second.post("/api/v1/genres", json={"name": "Musical"})
     await caught_up(second.app, db)
     assert await refs(second, "musical") == [("genre", 2)]
+
+
+async def test_a_standby_waits_for_the_lead_in_rounds_within_the_statement_deadline(aiohttp_client, settings, db):
+    """Each round of the standby's wait ends before the statement deadline (its connection
+    is proved alive by it) and the next starts on the same connection; it still takes over."""
+    first = await aiohttp_client(create_app(settings))
+    await eventually(lambda: first.app[INDEXER].leader)
+    second = await aiohttp_client(create_app(attrs.evolve(settings, db_statement_timeout=0.2)))
+    waiting = """SELECT pid, query_start FROM pg_stat_activity WHERE application_name = 'cinema-indexer'
+                 AND datname = current_database() AND wait_event_type = 'Lock'"""
+    rounds: set[tuple[int, object]] = set()
+
+    async def another_round_on_the_same_connection() -> bool:
+        rounds.update((row["pid"], row["query_start"]) for row in await db.fetch(waiting))
+        return len(rounds) >= 3 and len({pid for pid, _ in rounds}) == 1
+
+    await eventually(another_round_on_the_same_connection, timeout=10)
+    assert not second.app[INDEXER].leader
+    await first.close()
+    await eventually(lambda: second.app[INDEXER].leader, timeout=5)
 
 
 async def test_index_lag_is_measured_and_exposed(client, app, db):

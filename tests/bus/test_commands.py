@@ -22,9 +22,9 @@ from cinema.errors import Unavailable
 from cinema.http.keys import CATALOG
 from cinema.models import GenreCreate
 from tests.bus.conftest import events_queue, running, take
-from tests.bus.proxy import Proxy
 from tests.conftest import eventually
 from tests.db.test_commands import FILM_UPSERT
+from tests.faults.proxy import Proxy
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from cinema.db.outbox import NewEvent, append_events, prune_published
 from cinema.http.keys import BROKER, CATALOG, RELAY
 from cinema.models import GenreCreate, GenrePatch
 from tests.bus.conftest import events_queue, running, take
-from tests.bus.proxy import Proxy
 from tests.conftest import eventually
+from tests.faults.proxy import Proxy
 
 UNPUBLISHED = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 

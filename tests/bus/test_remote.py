@@ -8,9 +8,11 @@ import json
 import pytest
 
 from cinema.app import create_app
-from cinema.bus.local import Missed
+from cinema.bus.local import LocalBus, Missed
+from cinema.bus.remote import RemoteEvents
 from cinema.http.keys import BUS, POOL, REMOTE_EVENTS
 from tests.conftest import eventually
+from tests.faults.proxy import Proxy
 
 
 @pytest.fixture
@@ -53,3 +55,23 @@ async def test_after_losing_its_connection_an_instance_announces_a_gap_and_liste
     await first.post("/api/v1/genres", json={"name": "Western"})
     event = await asyncio.wait_for(subscription.get(), 5)
     assert event.type == "genre.created"
+
+
+async def test_a_listening_connection_gone_silent_is_found_out_by_its_probe(database_url, db):
+    """No notification, no reset: the probe's round trip misses its deadline, the feed reconnects
+    and announces the gap."""
+    async with await Proxy.to(database_url) as proxy:
+        bus = LocalBus()
+        subscription = bus.subscribe("#")
+        feed = RemoteEvents(proxy.via(database_url), bus, "test", statement_timeout=0.3, probe_interval=0.1)
+        feed.start()
+        try:
+            await asyncio.wait_for(feed.listening.wait(), 10)
+            connections = proxy.connections
+            proxy.stall()
+            proxy.heal()  # the listening connection hears nothing more, and is never reset
+            assert await asyncio.wait_for(subscription.get(), 10) == Missed(None)
+            assert feed.listening.is_set()
+            assert proxy.connections > connections  # a new one (and the cancel request of the probe)
+        finally:
+            await feed.stop()
