@@ -6,8 +6,8 @@ what had started.
 
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
     -> migrations -> pool -> remote events (other instances' commits and index announcements onto
-    the local bus) -> Redis (when configured) -> search backend -> actors (catalog, the cache that
-    reads through it, the indexer) -> live search dispatcher
+    the local bus) -> Redis (when configured) -> search backend -> object storage (S3 or local files)
+    -> actors (catalog, the cache that reads through it, the indexer, the uploader) -> live search dispatcher
     -> RabbitMQ (when CINEMA_AMQP_URL is set): broker connection -> outbox relay -> command consumer
 """
 
@@ -25,6 +25,7 @@ from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.indexer import IndexerActor, MatchLive
 from cinema.actors.system import ActorSystem
+from cinema.actors.uploader import UploaderActor, spool_dir
 from cinema.bus.amqp import Broker, Topology
 from cinema.bus.commands import CommandConsumer
 from cinema.bus.local import LocalBus
@@ -46,6 +47,7 @@ from cinema.http import (
     search,
     search_stream,
     shots,
+    uploads,
 )
 from cinema.http.edge import add_routes
 from cinema.http.keys import (
@@ -66,11 +68,14 @@ from cinema.http.keys import (
     SEARCH_BACKEND,
     SETTINGS,
     SHARED_CACHE,
+    STORAGE,
     STREAM_CLIENTS,
+    UPLOADER,
 )
 from cinema.search.backend import open_backend
 from cinema.search.live import INDEXED_CHANNEL, Clients, Indexed, LiveSearch
 from cinema.settings import Settings, parse_ttls
+from cinema.storage import open_storage
 
 # Seconds a stopping relay gets to mark what the broker confirmed (else those go out again).
 RELAY_GRACE = 2.0
@@ -90,12 +95,26 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(remote_events_ctx)
     app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(search_backend_ctx)
+    app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
     app.cleanup_ctx.append(live_search_ctx)
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(command_consumer_ctx)
-    tables = (health, genres, countries, persons, movies, credits, shots, changes, search, search_stream, openapi)
+    tables = (
+        health,
+        genres,
+        countries,
+        persons,
+        movies,
+        credits,
+        shots,
+        uploads,
+        changes,
+        search,
+        search_stream,
+        openapi,
+    )
     add_routes(app, settings, (module.routes for module in tables))
     # Before connections are closed at shutdown: websockets get a close frame, not a timeout.
     app.on_shutdown.append(close_streams)
@@ -201,6 +220,15 @@ async def search_backend_ctx(app: web.Application) -> AsyncIterator[None]:
         await backend.close()
 
 
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The bucket's client (S3) or the media folder (local), and the folder request bodies spool to."""
+    settings = app[SETTINGS]
+    spool_dir(settings).mkdir(parents=True, exist_ok=True)
+    async with open_storage(settings) as storage:
+        app[STORAGE] = storage
+        yield
+
+
 def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -231,6 +259,11 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
                     poll_interval=settings.search_poll_interval,
                     concurrency=settings.db_pool_size,
                     **options,
+                )
+            )
+            app[UPLOADER] = system.spawn(
+                UploaderActor(
+                    app[DSN], app[STORAGE], app[BUS], settings, app[ORIGIN], server_settings=SESSION, **options
                 )
             )
             yield

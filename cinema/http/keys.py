@@ -9,6 +9,7 @@ from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.indexer import IndexerActor
 from cinema.actors.system import ActorSystem
+from cinema.actors.uploader import UploaderActor
 from cinema.bus.amqp import Broker
 from cinema.bus.commands import CommandConsumer
 from cinema.bus.local import LocalBus
@@ -19,6 +20,7 @@ from cinema.etags import Tagged
 from cinema.search.backend import SearchBackend
 from cinema.search.live import Clients, LiveSearch
 from cinema.settings import Settings
+from cinema.storage import Storage
 
 SETTINGS = web.AppKey("settings", Settings)
 DSN = web.AppKey("dsn", str)
@@ -40,3 +42,5 @@ INDEXER = web.AppKey("indexer", IndexerActor)
 SEARCH_BACKEND = web.AppKey("search_backend", SearchBackend)
 LIVE_SEARCH = web.AppKey("live_search", LiveSearch)
 STREAM_CLIENTS = web.AppKey("stream_clients", Clients)
+STORAGE = web.AppKey("storage", Storage)  # S3 or local files
+UPLOADER = web.AppKey("uploader", UploaderActor)
