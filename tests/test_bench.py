@@ -92,3 +92,13 @@ def test_the_cache_bench_judges_the_median_round_against_the_issue_targets():
     slow = _check("movie list page hit", [(0.45, 2.1), (0.49, 2.5), (0.52, 1.0)], 0.50)
     assert slow.splitlines()[0].endswith("| 49% | >= 50% | NO |")
     assert slow.splitlines()[1].endswith("| 2.10x | <= 2x | NO |")
+
+
+def test_the_upload_bench_runs_a_small_batch(postgres_server, capsys):
+    from bench.uploads import main
+
+    assert main(["--server", postgres_server, "--uploads", "3", "--size", "65536", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["uploads"] == 3
+    assert result["ok"]
+    assert result["time_to_done_s"]["p50"] <= result["time_to_done_s"]["max"]

@@ -79,6 +79,9 @@ CONSTRAINTS: dict[str, Rule] = {
     "search_positions_pkey": Rule("consumer", "this outbox consumer already has a position"),
     "search_documents_pkey": Rule("id", "this document is already indexed"),
     "search_terms_pkey": Rule("term", "this word is already in the lexicon"),
+    # uploads: written by the upload path and the uploader only, from values they chose
+    "uploads_kind_valid": Rule("kind", "must be poster, photo or shot"),
+    "uploads_status_valid": Rule("status", "must be pending, done or failed"),
 }
 
 _KEY_VALUE = re.compile(r"Key \((?P<columns>.*)\)=\((?P<value>.*)\) ")

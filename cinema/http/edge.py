@@ -59,7 +59,8 @@ def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.Ro
     for definition in sorted(definitions, key=lambda d: rank[d.path]):
         handler = edge(definition.handler)
         web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
-    app.router.add_route("*", "/{path:.*}", edge(unmatched))
+    # [\s\S], not `.`: a path with an encoded newline (%0A) must land here too, not in aiohttp's plain 404.
+    app.router.add_route("*", r"/{path:[\s\S]*}", edge(unmatched))
 
 
 def behind_edge(settings: Settings) -> Callable[[Handler], Handler]:

@@ -61,6 +61,10 @@ The cinema catalog: movies, people, genres and countries.
 - Errors are RFC 9457 problem details (`application/problem+json`); each `type` URI is described at its own
   address and in the `Problem` schema below.
 - Every response carries `X-Request-ID`, echoed from the request when given: quote it when reporting a problem.
+- Images (posters, photos, shots) are uploaded as the raw body or a `multipart/form-data` `file`; the answer is
+  202 with the upload to follow. Resources show the original's URL and `images`, WebP renditions by size:
+  posters w185, w342, w780; photos w185, h632; shots w300, w1280. Image URLs never change (their keys are
+  content-addressed) and may be cached forever.
 """
 
 

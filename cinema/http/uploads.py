@@ -13,6 +13,7 @@ upload, the uploader actor is told, and the answer is 202 with the upload's URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Literal
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import _default_expect_handler
 
+from cinema.actors.base import ActorError
 from cinema.actors.catalog import GetUpload, RecordUpload, RemoveImage
 from cinema.actors.uploader import DeleteImage, StoreUpload, spool_dir
 from cinema.db.uploads import NewUpload
@@ -146,7 +149,7 @@ async def _receive(request: web.Request, spool: _Spool, with_caption: bool) -> s
                     f"Unexpected form field {part.name!r}: the form takes {fields}, once each.",
                     errors=[FieldError(part.name or "", "unexpected field")],
                 )
-    except (ValueError, AssertionError) as exc:  # aiohttp's multipart parser on a malformed body
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's parser on a malformed form
         raise BadRequest(f"The multipart body is malformed: {exc}.") from None
     if not seen_file:
         raise BadRequest("The form has no `file` field.", errors=[FieldError("file", "required")])
@@ -207,14 +210,16 @@ async def _accept(request: web.Request, kind: Literal["poster", "photo", "shot"]
     except BaseException:
         spool.discard()
         raise
-    await uploader.tell(StoreUpload(upload_id))
+    with contextlib.suppress(ActorError):  # recorded: if the uploader is stopping, the next start resumes it
+        await uploader.tell(StoreUpload(upload_id))
     return json_response(request, doc.encode(), status=202, headers={"Location": f"/api/v1/uploads/{upload_id}"})
 
 
 async def _remove(request: web.Request, kind: Literal["poster", "photo"]) -> web.Response:
     key = await request.app[CATALOG].ask(RemoveImage(kind, path_id(request), request.headers.get("If-Match")))
-    if key is not None:  # deleted after the commit; a crash before it leaves the objects to the sweep
-        await request.app[UPLOADER].tell(DeleteImage(kind, key))
+    if key is not None:  # deleted after the commit; a crash (or a stopping uploader) leaves them to the sweep
+        with contextlib.suppress(ActorError):
+            await request.app[UPLOADER].tell(DeleteImage(kind, key))
     return web.Response(status=204)
 
 
@@ -264,7 +269,7 @@ async def get_upload(request: web.Request) -> web.Response:
     return json_response(request, doc.encode())
 
 
-@routes.get(MEDIA_PATH + "{key:.+}")
+@routes.get(MEDIA_PATH + "{key:[a-z0-9][a-z0-9/._-]*}")  # what a key can hold; valid_key says the rest
 @describe(
     "A stored image (original or rendition): the file, or a redirect to a presigned URL of the bucket",
     tag=TAG,
