@@ -168,7 +168,7 @@ async def retry_later(conn: asyncpg.Connection, upload_id: int, delay: float, re
     await conn.execute(RETRY_LATER, upload_id, delay, reason)
 
 
-FAIL = "UPDATE uploads SET status = 'failed', error = $2, finished_at = now() WHERE id = $1"
+FAIL = "UPDATE uploads SET status = 'failed', error = $2, finished_at = clock_timestamp() WHERE id = $1"
 
 
 async def fail(conn: asyncpg.Connection, upload_id: int, reason: str) -> None:
@@ -176,7 +176,7 @@ async def fail(conn: asyncpg.Connection, upload_id: int, reason: str) -> None:
 
 
 DONE = (
-    "UPDATE uploads SET status = 'done', url = $2, images = $3::json, error = NULL, finished_at = now() WHERE id = $1"
+    "UPDATE uploads SET status = 'done', url = $2, images = $3::json, error = NULL, finished_at = clock_timestamp() WHERE id = $1"
 )
 
 SET_POSTER = """
