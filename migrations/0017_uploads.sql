@@ -34,3 +34,6 @@ CREATE TABLE uploads (
 -- What the uploader polls: the pending uploads of its host that are due. Partial, so it holds
 -- only the few rows in flight however long the history grows.
 CREATE INDEX uploads_pending_idx ON uploads (node, next_attempt_at) WHERE status = 'pending';
+-- Which upload of a resource is the latest: a poster or photo uploaded twice at once keeps the
+-- one sent last, whichever finishes first.
+CREATE INDEX uploads_entity_idx ON uploads (kind, entity_id, id);

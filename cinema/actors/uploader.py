@@ -200,14 +200,15 @@ class UploaderActor(Actor):
                         async with conn.transaction():  # a savepoint: a vanished resource only fails the upload
                             replaced, new_events = await uploads.complete(conn, upload, url, images)
                             events = await append_events(conn, new_events, self.origin)
-                    except NotFound as exc:
-                        reason = f"{exc.detail} The image was not kept."
+                    except (NotFound, uploads.Superseded) as exc:
+                        reason = f"{exc} The image was not kept."
                         await uploads.fail(conn, upload.id, reason)
                         log.info("upload_failed", upload=upload.id, error=reason)
-                        orphaned = image_keys(upload.kind, upload.key)
+                        if not await uploads.key_in_use(conn, upload, upload.key):
+                            orphaned = image_keys(upload.kind, upload.key)
             # Committed: the upload is done (or failed) and its events are in the log.
             await self.bus.committed(events)
-            if replaced is not None and not await uploads.key_in_use(conn, replaced):
+            if replaced is not None and not await uploads.key_in_use(conn, upload, replaced):
                 orphaned = image_keys(upload.kind, replaced)
         if orphaned:
             await self._delete(orphaned)

@@ -175,9 +175,7 @@ async def fail(conn: asyncpg.Connection, upload_id: int, reason: str) -> None:
     await conn.execute(FAIL, upload_id, reason)
 
 
-DONE = (
-    "UPDATE uploads SET status = 'done', url = $2, images = $3::json, error = NULL, finished_at = clock_timestamp() WHERE id = $1"
-)
+DONE = "UPDATE uploads SET status = 'done', url = $2, images = $3::json, error = NULL, finished_at = clock_timestamp() WHERE id = $1"
 
 SET_POSTER = """
 UPDATE movies SET poster_url = $2, poster_key = $3, poster_images = $4::json
@@ -207,17 +205,45 @@ async def complete(
     image again (same key) changes nothing and writes no event.
     """
     rendered = orjson.dumps(dict(images)).decode()
-    replaced, events = await _set_image(conn, upload.kind, upload.entity_id, url, upload.key, rendered)
+    replaced, events = await _set_image(conn, upload.kind, upload.entity_id, url, upload.key, rendered, upload.id)
     await conn.execute(DONE, upload.id, url, rendered)
     return replaced, events
 
 
+class Superseded(Exception):
+    """A later upload of the same image slot finished first: this one must not overwrite it."""
+
+    def __init__(self, later: int) -> None:
+        super().__init__(f"Upload {later}, sent later, replaced this image first.")
+
+
+# Run after the resource's lock, so that two uploads of one slot decide in turn.
+LATER_DONE = """
+SELECT max(id) FROM uploads WHERE kind = $1 AND entity_id = $2 AND id > $3 AND status = 'done'
+"""
+
+
 async def _set_image(
-    conn: asyncpg.Connection, kind: str, entity_id: int, url: str | None, key: str | None, images: str | None
+    conn: asyncpg.Connection,
+    kind: str,
+    entity_id: int,
+    url: str | None,
+    key: str | None,
+    images: str | None,
+    upload_id: int | None = None,
 ) -> tuple[str | None, list[NewEvent]]:
-    """Set (or, with None, remove) the image of the locked-first resource; (the key it had, events)."""
+    """Set (or, with None, remove) the image of the locked-first resource; (the key it had, events).
+
+    With `upload_id`, Superseded when a later upload of the same slot is already done.
+    """
+
+    async def check_latest() -> None:
+        if upload_id is not None and (later := await conn.fetchval(LATER_DONE, kind, entity_id, upload_id)):
+            raise Superseded(later)
+
     if kind == "poster":
         await lock_movie(conn, entity_id)
+        await check_latest()
         before = await conn.fetchval(CURRENT_KEY[kind], entity_id)
         if before == key:
             return None, []
@@ -225,6 +251,7 @@ async def _set_image(
         return before, [NewEvent("movie.updated", entity_id, await get_movie(conn, entity_id))]
     if kind == "photo":
         await lock_row(conn, "person", LOCK_PERSON, entity_id, None)
+        await check_latest()
         before = await conn.fetchval(CURRENT_KEY[kind], entity_id)
         if before == key:
             return None, []
@@ -258,14 +285,16 @@ async def remove_image(
     return await _set_image(conn, kind, entity_id, None, None, None)
 
 
-# A key lives under its owner's prefix, so no other resource can refer to it: only an upload
-# still pending (the same image sent again) may need it. The partial index covers those rows.
-KEY_IN_USE = "SELECT EXISTS (SELECT FROM uploads WHERE status = 'pending' AND key = $1)"
+# A key lives under its owner's prefix, so no other resource can refer to it: only the resource
+# itself (the same image set again) or an upload still pending with it. The partial index covers those rows.
+KEY_PENDING = "SELECT EXISTS (SELECT FROM uploads WHERE status = 'pending' AND key = $1 AND id <> $2)"
 
 
-async def key_in_use(conn: asyncpg.Connection, key: str) -> bool:
-    """Whether a replaced image must be kept: a pending upload is about to set it again."""
-    return bool(await conn.fetchval(KEY_IN_USE, key))
+async def key_in_use(conn: asyncpg.Connection, upload: Claimed, key: str) -> bool:
+    """Whether an image the upload replaced (or could not set) must be kept all the same."""
+    if await conn.fetchval(CURRENT_KEY[upload.kind], upload.entity_id) == key:
+        return True
+    return bool(await conn.fetchval(KEY_PENDING, key, upload.id))
 
 
 # -- the sweep's side ----------------------------------------------------------------------

@@ -282,3 +282,22 @@ def test_objects_older_than_the_grace_are_recognised_by_their_time(tmp_path):
     [item] = asyncio.run(listed())
     assert item.modified == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     assert item.key == "movies/1/x"
+
+
+async def test_the_upload_sent_last_wins_whichever_finishes_first(settings, db, tmp_path):
+    movie_id = await new_movie(db)
+    earlier, _ = await record(db, settings, movie_id, png(color=(255, 0, 0)))
+    later, later_key = await record(db, settings, movie_id, png(color=(0, 0, 255)))
+    # Not due yet: nobody takes them until the test says so, one after the other.
+    await db.execute("UPDATE uploads SET next_attempt_at = now() + interval '1 hour'")
+    storage = LocalStorage(tmp_path / "media")
+    async with uploader(settings, storage) as actor:
+        for upload_id, outcome in ((later, "done"), (earlier, "failed")):
+            await db.execute("UPDATE uploads SET next_attempt_at = now() WHERE id = $1", upload_id)
+            await actor.tell(StoreUpload(upload_id))
+            query = ("SELECT status = $2 FROM uploads WHERE id = $1", upload_id, outcome)
+            await eventually(lambda query=query: db.fetchval(*query))
+    assert await db.fetchval("SELECT poster_key FROM movies WHERE id = $1", movie_id) == later_key
+    error = await db.fetchval("SELECT error FROM uploads WHERE id = $1", earlier)
+    assert error == f"Upload {later}, sent later, replaced this image first. The image was not kept."
+    assert {item.key async for item in storage.list()} == set(image_keys("poster", later_key))
