@@ -175,7 +175,10 @@ async def fail(conn: asyncpg.Connection, upload_id: int, reason: str) -> None:
     await conn.execute(FAIL, upload_id, reason)
 
 
-DONE = "UPDATE uploads SET status = 'done', url = $2, images = $3::json, error = NULL, finished_at = clock_timestamp() WHERE id = $1"
+DONE = """
+UPDATE uploads SET status = 'done', url = $2, images = $3::json, error = NULL, finished_at = clock_timestamp()
+WHERE id = $1
+"""
 
 SET_POSTER = """
 UPDATE movies SET poster_url = $2, poster_key = $3, poster_images = $4::json
