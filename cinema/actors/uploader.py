@@ -179,6 +179,8 @@ class UploaderActor(Actor):
         events: list[Event] = []
         replaced: str | None = None
         orphaned: list[str] = []
+        url: str | None = None
+        failed = False
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 upload = await uploads.claim(conn, upload_id, self.node)
@@ -193,6 +195,7 @@ class UploaderActor(Actor):
                     self._wake.set()
                     return
                 except (PermanentStorageError, ImageError, SpoolLost) as exc:
+                    failed = True
                     await uploads.fail(conn, upload.id, str(exc))
                     log.warning("upload_failed", upload=upload.id, error=str(exc))
                 else:
@@ -202,12 +205,17 @@ class UploaderActor(Actor):
                             events = await append_events(conn, new_events, self.origin)
                     except (NotFound, uploads.Superseded) as exc:
                         reason = f"{exc} The image was not kept."
+                        failed = True
                         await uploads.fail(conn, upload.id, reason)
                         log.info("upload_failed", upload=upload.id, error=reason)
                         if not await uploads.key_in_use(conn, upload, upload.key):
                             orphaned = image_keys(upload.kind, upload.key)
-            # Committed: the upload is done (or failed) and its events are in the log.
+            # Committed: the image is on its resource (or the upload failed) and the events are in the log.
+            # `done` only once they have reached this process's cache: a client polling the upload never
+            # sees it done and then the old image.
             await self.bus.committed(events)
+            if url is not None and not failed:
+                await uploads.mark_done(conn, upload.id)
             if replaced is not None and not await uploads.key_in_use(conn, upload, replaced):
                 orphaned = image_keys(upload.kind, replaced)
         if orphaned:

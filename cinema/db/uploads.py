@@ -175,10 +175,22 @@ async def fail(conn: asyncpg.Connection, upload_id: int, reason: str) -> None:
     await conn.execute(FAIL, upload_id, reason)
 
 
-DONE = """
-UPDATE uploads SET status = 'done', url = $2, images = $3::json, error = NULL, finished_at = clock_timestamp()
+# Stored and set on the resource, but `done` only once the commit's events have reached this
+# process's cache (see `mark_done`): until then it is not due again for FINISH_GRACE seconds, so
+# no other worker takes it up, while a crash in between still gets it resumed (and finished).
+STORED = """
+UPDATE uploads SET url = $2, images = $3::json, error = NULL, next_attempt_at = now() + make_interval(secs => $4)
 WHERE id = $1
 """
+FINISH_GRACE = 60.0
+DONE = "UPDATE uploads SET status = 'done', finished_at = clock_timestamp() WHERE id = $1 AND status = 'pending'"
+
+
+async def mark_done(conn: asyncpg.Connection, upload_id: int) -> None:
+    """After the commit and its hooks: a client that then reads `done` reads the new image everywhere
+    on this process (read-your-writes, as for the catalog's writes)."""
+    await conn.execute(DONE, upload_id)
+
 
 SET_POSTER = """
 UPDATE movies SET poster_url = $2, poster_key = $3, poster_images = $4::json
@@ -202,14 +214,14 @@ GET_SHOT = f"SELECT {SHOT_JSON} FROM shots s WHERE s.id = $1"
 async def complete(
     conn: asyncpg.Connection, upload: Claimed, url: str, images: Mapping[str, str]
 ) -> tuple[str | None, list[NewEvent]]:
-    """Put the stored image on its resource and mark the upload done: (the key it replaced, events).
+    """Put the stored image on its resource (`mark_done` follows the commit): (the key it replaced, events).
 
     NotFound when the resource was deleted meanwhile (the caller fails the upload). The same
     image again (same key) changes nothing and writes no event.
     """
     rendered = orjson.dumps(dict(images)).decode()
     replaced, events = await _set_image(conn, upload.kind, upload.entity_id, url, upload.key, rendered, upload.id)
-    await conn.execute(DONE, upload.id, url, rendered)
+    await conn.execute(STORED, upload.id, url, rendered, FINISH_GRACE)
     return replaced, events
 
 
@@ -222,7 +234,8 @@ class Superseded(Exception):
 
 # Run after the resource's lock, so that two uploads of one slot decide in turn.
 LATER_DONE = """
-SELECT max(id) FROM uploads WHERE kind = $1 AND entity_id = $2 AND id > $3 AND status = 'done'
+SELECT max(id) FROM uploads
+WHERE kind = $1 AND entity_id = $2 AND id > $3 AND url IS NOT NULL AND status <> 'failed'
 """
 
 
