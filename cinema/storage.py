@@ -137,19 +137,24 @@ class LocalStorage:
 
     async def list(self, prefix: str = "") -> AsyncIterator[StoredObject]:
         def walk() -> list[StoredObject]:
+            """Files under the prefix's folder; os.walk and the stat tolerate what a concurrent delete removes."""
             found = []
-            for path in sorted(self.root.rglob("*")):
-                if path.is_file() and not path.name.startswith("."):
+            start = self.root / prefix.rpartition("/")[0]
+            for folder, _, names in os.walk(start):
+                for name in names:
+                    path = Path(folder, name)
                     key = path.relative_to(self.root).as_posix()
-                    if key.startswith(prefix):
+                    if name.startswith(".") or not key.startswith(prefix):
+                        continue
+                    try:
                         stat = path.stat()
-                        modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
-                        found.append(StoredObject(key, modified, stat.st_size))
-            return found
+                    except FileNotFoundError:
+                        continue
+                    found.append(StoredObject(key, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC), stat.st_size))
+            return sorted(found, key=lambda item: item.key)
 
-        if self.root.is_dir():
-            for item in await asyncio.to_thread(walk):
-                yield item
+        for item in await asyncio.to_thread(walk):
+            yield item
 
     async def presigned_get(self, key: str, ttl: int) -> str | None:
         return None
