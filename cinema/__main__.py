@@ -1,4 +1,4 @@
-"""The command line: `python -m cinema serve | migrate | seed | reindex | token | settings` (`--help` lists them)."""
+"""The command line: `python -m cinema serve | migrate | seed | reindex | storage | token | settings` (`--help`)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "new-catalog-id",
         help="give the catalog a new id after restoring a backup (caches, indices, ETags, cursors start afresh)",
+    )
+    storage = commands.add_parser("storage", help="object storage maintenance")
+    storage_commands = storage.add_subparsers(dest="storage_command", required=True, metavar="STORAGE_COMMAND")
+    storage_commands.add_parser(
+        "sweep",
+        help="delete stored images that no row refers to, older than CINEMA_STORAGE_SWEEP_GRACE",
     )
     commands.add_parser("settings", help="print the effective settings (secrets redacted)")
     token = commands.add_parser("token", help="print a write token signed with CINEMA_JWT_SECRET")
@@ -97,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reindex(settings)
     if args.command == "new-catalog-id":
         return _new_catalog_id(settings)
+    if args.command == "storage":
+        return _sweep(settings)
     print(settings)
     return 0
 
@@ -205,6 +213,24 @@ def _reindex(settings: Settings) -> int:
         f"reindexed {report.backend}: {report.documents} documents as of event {report.seq},"
         f" caught up through event {report.replayed_through}, in {report.seconds:g} s"
     )
+    return 0
+
+
+def _sweep(settings: Settings) -> int:
+    import asyncio
+
+    from cinema.actors.uploader import sweep_command
+    from cinema.db.embedded import embedded_postgres
+    from cinema.logs import configure_logging
+
+    configure_logging(settings)
+    with contextlib.ExitStack() as stack:
+        dsn = settings.database_url or stack.enter_context(embedded_postgres(settings.data_dir))
+        report = asyncio.run(sweep_command(settings, dsn))
+    if report.skipped:
+        print("cinema: another process is sweeping the storage right now", file=sys.stderr)
+        return 1
+    print(f"deleted {report.objects} objects and {report.spools} spool files, kept {report.kept} objects")
     return 0
 
 

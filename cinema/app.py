@@ -6,8 +6,9 @@ what had started.
 
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
     -> migrations -> pool -> the catalog's id -> remote events (other instances' commits and index
-    announcements onto the local bus) -> Redis (when configured) -> search backend -> actors (catalog, the cache that
-    reads through it, the indexer) -> live search dispatcher
+    announcements onto the local bus) -> Redis (when configured) -> search backend -> object storage
+    (S3 or local files) -> actors (catalog, the cache that reads through it, the indexer, the uploader)
+    -> live search dispatcher
     -> RabbitMQ (when CINEMA_AMQP_URL is set): broker connection -> outbox relay -> command consumer
 """
 
@@ -27,6 +28,7 @@ from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.indexer import IndexerActor, MatchLive
 from cinema.actors.system import ActorSystem
+from cinema.actors.uploader import UploaderActor, spool_dir
 from cinema.bus.amqp import Broker, Topology
 from cinema.bus.commands import CommandConsumer
 from cinema.bus.local import LocalBus
@@ -37,7 +39,7 @@ from cinema.cache.shared import SharedStore
 from cinema.db.catalog import get_catalog_id
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations_async, migration_ids
-from cinema.db.pool import create_pool
+from cinema.db.pool import SESSION, create_pool
 from cinema.http import (
     changes,
     countries,
@@ -51,6 +53,7 @@ from cinema.http import (
     search,
     search_stream,
     shots,
+    uploads,
 )
 from cinema.http.edge import add_routes
 from cinema.http.keys import (
@@ -73,11 +76,14 @@ from cinema.http.keys import (
     SEARCH_BACKEND,
     SETTINGS,
     SHARED_CACHE,
+    STORAGE,
     STREAM_CLIENTS,
+    UPLOADER,
 )
 from cinema.search.configured import open_backend
 from cinema.search.live import INDEXED_CHANNEL, Clients, Indexed, LiveSearch
 from cinema.settings import Settings, parse_ttls
+from cinema.storage import open_storage
 
 log = structlog.get_logger("cinema.app")
 
@@ -100,12 +106,26 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(remote_events_ctx)
     app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(search_backend_ctx)
+    app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(_actors_ctx(on_fatal))
     app.cleanup_ctx.append(live_search_ctx)
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(command_consumer_ctx)
-    tables = [health, genres, countries, persons, movies, credits, shots, changes, search, search_stream, openapi]
+    tables = [
+        health,
+        genres,
+        countries,
+        persons,
+        movies,
+        credits,
+        shots,
+        uploads,
+        changes,
+        search,
+        search_stream,
+        openapi,
+    ]
     route_metrics = None
     if settings.metrics:
         tables.append(metrics)
@@ -214,6 +234,15 @@ async def search_backend_ctx(app: web.Application) -> AsyncIterator[None]:
         await backend.close()
 
 
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The bucket's client (S3) or the media folder (local), and the folder request bodies spool to."""
+    settings = app[SETTINGS]
+    spool_dir(settings).mkdir(parents=True, exist_ok=True)
+    async with open_storage(settings) as storage:
+        app[STORAGE] = storage
+        yield
+
+
 def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -246,6 +275,11 @@ def _actors_ctx(on_fatal: Callable[[Actor], None] | None) -> Callable[[web.Appli
                     statement_timeout=settings.db_statement_timeout,
                     concurrency=settings.db_pool_size,
                     **options,
+                )
+            )
+            app[UPLOADER] = system.spawn(
+                UploaderActor(
+                    app[DSN], app[STORAGE], app[BUS], settings, app[ORIGIN], server_settings=SESSION, **options
                 )
             )
             yield

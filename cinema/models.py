@@ -14,6 +14,8 @@ from typing import Any, Final
 
 import attrs
 
+from cinema.images import KINDS as IMAGE_KINDS
+
 
 class Unset(enum.Enum):
     """A field absent from a PATCH body (as opposed to one sent as null)."""
@@ -31,6 +33,17 @@ SLUG = {"minLength": 2, "maxLength": 64, "pattern": "^[a-z0-9-]+$"}
 
 def meta(**schema: Any) -> dict[str, Any]:
     return {"schema": schema}
+
+
+def images_meta(kind: str) -> dict[str, Any]:
+    """The `images` field of a resource with an image: its renditions' URLs by size (null without an image)."""
+    names = [size.name for size in IMAGE_KINDS[kind].sizes]
+    return meta(
+        readOnly=True,
+        propertyNames={"enum": names},
+        description=f"WebP renditions of the {kind} by size ({', '.join(names)}: `w` bounds the width, `h` the "
+        "height, in pixels; never enlarged), without metadata; null without an image. Set by the upload.",
+    )
 
 
 # -- genres ------------------------------------------------------------------------
@@ -103,6 +116,7 @@ class Person:
     death_date: dt.date | None  # never before birth_date
     biography: str | None
     photo_url: str | None = attrs.field(metadata=meta(readOnly=True))  # set by the photo upload only
+    images: dict[str, str] | None = attrs.field(metadata=images_meta("photo"))
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -172,7 +186,8 @@ class Shot:
     id: int
     movie_id: int
     caption: str | None = attrs.field(metadata=meta(**CAPTION))
-    image_url: str | None
+    image_url: str | None = attrs.field(metadata=meta(readOnly=True))
+    images: dict[str, str] | None = attrs.field(metadata=images_meta("shot"))
     position: int = attrs.field(metadata=meta(**POSITION))
 
 
@@ -189,7 +204,8 @@ class MovieSummary:
     duration: int | None
     age_rating: str | None
     rating: float | None
-    poster_url: str | None
+    poster_url: str | None = attrs.field(metadata=meta(readOnly=True))
+    images: dict[str, str] | None = attrs.field(metadata=images_meta("poster"))
     genres: list[Genre]
     countries: list[Country]
     created_at: dt.datetime
@@ -208,7 +224,8 @@ class Movie:
     duration: int | None
     age_rating: str | None
     rating: float | None
-    poster_url: str | None
+    poster_url: str | None = attrs.field(metadata=meta(readOnly=True))
+    images: dict[str, str] | None = attrs.field(metadata=images_meta("poster"))
     genres: list[Genre]  # by name
     countries: list[Country]  # by name
     credits: list[Credit]  # by position, then id
@@ -282,3 +299,27 @@ class MoviePatch:
 class ShotPatch:
     caption: str | Unset | None = attrs.field(default=UNSET, metadata=meta(**CAPTION))
     position: int | Unset = attrs.field(default=UNSET, metadata=meta(**POSITION))
+
+
+# -- uploads -----------------------------------------------------------------------
+
+UPLOAD_STATUSES = ("pending", "done", "failed")
+
+
+@attrs.frozen
+class Upload:
+    """An image on its way to storage: `pending` until the uploader has stored it and set it on its resource."""
+
+    id: int
+    status: str = attrs.field(metadata=meta(enum=list(UPLOAD_STATUSES)))
+    kind: str = attrs.field(metadata=meta(enum=["poster", "photo", "shot"]))
+    resource: str = attrs.field(
+        metadata=meta(format="uri-reference", description="The movie, person or shot the image is for.")
+    )
+    url: str | None = attrs.field(metadata=meta(description="The original's URL, once done."))
+    images: dict[str, str] | None = attrs.field(metadata=meta(description="The renditions' URLs, once done."))
+    error: str | None = attrs.field(
+        metadata=meta(description="Why it failed; while pending, why the last attempt did (it is retried).")
+    )
+    created_at: dt.datetime
+    finished_at: dt.datetime | None

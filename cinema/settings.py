@@ -301,6 +301,79 @@ class Settings:
         validator=_between(0.1, 600),
         metadata={"doc": "Seconds between pings on a streaming-search socket; a missed pong closes it."},
     )
+    # Images: uploads and object storage
+    s3_bucket: str | None = attrs.field(
+        default=None,
+        metadata={"doc": "S3 (or MinIO) bucket that images are stored in. Unset: files under `<data dir>/media`."},
+    )
+    s3_endpoint_url: str | None = attrs.field(
+        default=None,
+        validator=_http_url,
+        metadata={"doc": "S3 endpoint (MinIO: `http://minio:9000`); path-style addressing. Unset: AWS S3."},
+    )
+    s3_region: str | None = attrs.field(
+        default=None, metadata={"doc": "Region of the bucket. Unset: the standard AWS configuration, else us-east-1."}
+    )
+    s3_access_key_id: str | None = attrs.field(
+        default=None,
+        metadata={"doc": "Access key of the bucket. Unset: the standard AWS variables and credential chain."},
+    )
+    s3_secret_access_key: str | None = attrs.field(
+        default=None,
+        repr=lambda value: "None" if value is None else "'***'",
+        metadata={"doc": "Secret key going with `CINEMA_S3_ACCESS_KEY_ID`."},
+    )
+    s3_multipart_threshold: int = attrs.field(
+        default=8 * 1024 * 1024,
+        validator=_between(5 * 1024 * 1024, 5 * 1024**3),
+        metadata={"doc": "Objects at least this large are stored by multipart upload, in parts of this size."},
+    )
+    media_base_url: str | None = attrs.field(
+        default=None,
+        validator=_http_url,
+        metadata={"doc": "Public base URL of the images (a CDN); an image's URL is this plus its key."},
+    )
+    media_url_ttl: int = attrs.field(
+        default=3600,
+        validator=_between(60, 604_800),
+        metadata={"doc": "Lifetime in seconds of the presigned URLs that `/media/` redirects to (S3, no base URL)."},
+    )
+    upload_max_bytes: int = attrs.field(
+        default=10 * 1024 * 1024,
+        validator=_between(1024, 1024**3),
+        metadata={"doc": "Largest image accepted; a larger body gets 413 as soon as it passes the limit."},
+    )
+    upload_max_pixels: int = attrs.field(
+        default=50_000_000,
+        # Pillow's own decompression-bomb guard starts at 89,478,485 pixels.
+        validator=_between(1, 89_000_000),
+        metadata={"doc": "Most pixels (width x height) an image may have (decompression bombs); more gets 422."},
+    )
+    upload_concurrency: int = attrs.field(
+        default=2,
+        validator=_between(1, 64),
+        metadata={"doc": "Uploads a process stores at once (each holds a database connection of the uploader's)."},
+    )
+    upload_retry_delay: float = attrs.field(
+        default=1.0,
+        validator=_between(0.01, 3600),
+        metadata={"doc": "Seconds before the first retry of an upload the storage failed; doubles up to 60 s."},
+    )
+    upload_poll_interval: float = attrs.field(
+        default=5.0,
+        validator=_between(0.05, 3600),
+        metadata={"doc": "Seconds between the uploader's looks for pending uploads nobody is storing."},
+    )
+    storage_sweep_interval: float = attrs.field(
+        default=3600.0,
+        validator=_between(0, 7 * 86400),
+        metadata={"doc": "Seconds between sweeps of objects no row refers to (one process sweeps); 0: never."},
+    )
+    storage_sweep_grace: float = attrs.field(
+        default=86400.0,
+        validator=_between(0, 365 * 86400),
+        metadata={"doc": "Age in seconds an unreferenced object (or spool file) must have before a sweep deletes it."},
+    )
     # Logging
     log_level: str = attrs.field(
         default="info",

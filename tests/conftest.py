@@ -45,10 +45,13 @@ from cinema.settings import Settings, redact_url
 
 REQUIRE_SERVICES = os.environ.get("CINEMA_REQUIRE_SERVICES") == "1"
 
+# moto's S3 server and the storage backends' settings, for the upload and storage tests.
+pytest_plugins = ["tests.storage_support"]
+
 # Every table the service writes; emptied before each test that uses the database.
 TABLES = (
     "external_ids, outbox, shots, credits, movie_countries, movie_genres, movies, persons, countries, genres, "
-    "processed_commands, search_positions, search_documents, search_terms"
+    "processed_commands, search_positions, search_documents, search_terms, uploads"
 )
 
 

@@ -102,3 +102,13 @@ async def test_the_observability_benchs_collector_takes_otlp_exports():
             assert resp.status == 200
     assert batches == [5]
     assert cpu_seconds(os.getpid()) > 0
+
+
+def test_the_upload_bench_runs_a_small_batch(postgres_server, capsys):
+    from bench.uploads import main
+
+    assert main(["--server", postgres_server, "--uploads", "3", "--size", "65536", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["uploads"] == 3
+    assert result["ok"]
+    assert result["time_to_done_s"]["p50"] <= result["time_to_done_s"]["max"]

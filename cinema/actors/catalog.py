@@ -19,7 +19,7 @@ import structlog
 
 from cinema.actors.base import Actor
 from cinema.bus.local import LocalBus
-from cinema.db import commands, countries, credits, genres, movies, persons, shots
+from cinema.db import commands, countries, credits, genres, movies, persons, shots, uploads
 from cinema.db.catalog import get_catalog_id
 from cinema.db.movies import MovieFilter
 from cinema.db.outbox import NewEvent, append_events, list_changes
@@ -277,6 +277,28 @@ class DeleteShot:
 
 
 @attrs.frozen
+class RecordUpload:
+    """An image received and checked (cinema.http.uploads): answers (upload id, upload document)."""
+
+    upload: uploads.NewUpload
+    if_match: IfMatch | None = None
+
+
+@attrs.frozen
+class GetUpload:
+    id: int
+
+
+@attrs.frozen
+class RemoveImage:
+    """Take the poster (`kind` poster, a movie) or photo (a person) off; answers the key it had, or None."""
+
+    kind: Literal["poster", "photo"]
+    entity_id: int
+    if_match: IfMatch | None = None
+
+
+@attrs.frozen
 class ApplyCommands:
     """Commands from other systems (cinema/bus/commands.py), in order, in one transaction.
 
@@ -369,6 +391,12 @@ class CatalogActor(Actor):
                 return await self._write(shots.patch_shot, shot_id, patch, if_match)
             case DeleteShot(id=shot_id, if_match=if_match):
                 return await self._write(shots.delete_shot, shot_id, if_match)
+            case RecordUpload(upload=new, if_match=if_match):
+                return await self._write(uploads.record_upload, new, if_match)
+            case GetUpload(id=upload_id):
+                return await self._read(uploads.get_upload, upload_id)
+            case RemoveImage(kind=kind, entity_id=entity_id, if_match=if_match):
+                return await self._write(uploads.remove_image, kind, entity_id, if_match)
             case ApplyCommands(commands=batch, grouped=grouped):
                 return await self._write(commands.apply_commands, batch, grouped)
             case CheckReady(expected=expected):

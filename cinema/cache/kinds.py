@@ -25,7 +25,7 @@ import attrs
 
 # Part of every shared key: bump it whenever a cached document changes shape, so a deploy
 # never serves a shape its code does not produce (old keys simply stop being read).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: movies, persons and shots carry `images`
 
 
 @attrs.frozen

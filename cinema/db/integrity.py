@@ -82,6 +82,9 @@ CONSTRAINTS: dict[str, Rule] = {
     # the catalog's identity: one row, written by migrations and `seed` only
     "catalog_pkey": Rule("one", "the catalog already has an id"),
     "catalog_one_row": Rule("one", "there is only one catalog"),
+    # uploads: written by the upload path and the uploader only, from values they chose
+    "uploads_kind_valid": Rule("kind", "must be poster, photo or shot"),
+    "uploads_status_valid": Rule("status", "must be pending, done or failed"),
 }
 
 _KEY_VALUE = re.compile(r"Key \((?P<columns>.*)\)=\((?P<value>.*)\) ")

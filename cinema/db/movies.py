@@ -62,17 +62,17 @@ CREDIT_COLUMNS = (
 )
 CREDIT_JSON = f"(SELECT row_to_json(d) FROM (SELECT {CREDIT_COLUMNS}) d)::text"
 CREDITS_OF_MOVIE = json_array(f"SELECT {CREDIT_COLUMNS} FROM credits c WHERE c.movie_id = m.id", "x.position, x.id")
-SHOT_COLUMNS = "s.id, s.movie_id, s.caption, s.image_url, s.position"
+SHOT_COLUMNS = "s.id, s.movie_id, s.caption, s.image_url, s.images, s.position"
 SHOT_JSON = f"(SELECT row_to_json(d) FROM (SELECT {SHOT_COLUMNS}) d)::text"
 SHOTS_OF_MOVIE = json_array(f"SELECT {SHOT_COLUMNS} FROM shots s WHERE s.movie_id = m.id", "x.position, x.id")
 
 # The list view: no description, credits or shots.
 SUMMARY_COLUMNS = f"""m.id, m.slug, m.title, m.original_title, m.release_year, m.premiere_date, m.duration,
-m.age_rating, m.rating, m.poster_url, {GENRES_OF_MOVIE} AS genres, {COUNTRIES_OF_MOVIE} AS countries,
-m.created_at, m.updated_at"""
+m.age_rating, m.rating, m.poster_url, m.poster_images AS images, {GENRES_OF_MOVIE} AS genres,
+{COUNTRIES_OF_MOVIE} AS countries, m.created_at, m.updated_at"""
 SUMMARY_JSON = f"(SELECT row_to_json(d) FROM (SELECT {SUMMARY_COLUMNS}) d)::text"
 MOVIE_JSON = f"""(SELECT row_to_json(d) FROM (SELECT m.id, m.slug, m.title, m.original_title, m.description,
-m.release_year, m.premiere_date, m.duration, m.age_rating, m.rating, m.poster_url,
+m.release_year, m.premiere_date, m.duration, m.age_rating, m.rating, m.poster_url, m.poster_images AS images,
 {GENRES_OF_MOVIE} AS genres, {COUNTRIES_OF_MOVIE} AS countries, {CREDITS_OF_MOVIE} AS credits,
 {SHOTS_OF_MOVIE} AS shots, m.created_at, m.updated_at) d)::text"""
 

@@ -21,7 +21,8 @@ from cinema.etags import IfMatch
 from cinema.models import UNSET, PersonCreate, PersonPatch
 
 PERSON_JSON = """(SELECT row_to_json(d) FROM (
-    SELECT p.id, p.slug, p.full_name, p.birth_date, p.death_date, p.biography, p.photo_url, p.created_at, p.updated_at
+    SELECT p.id, p.slug, p.full_name, p.birth_date, p.death_date, p.biography, p.photo_url,
+    p.photo_images AS images, p.created_at, p.updated_at
 ) d)::text"""
 
 SORTS = {

@@ -11,6 +11,7 @@ from cinema.actors.cache import CacheActor
 from cinema.actors.catalog import CatalogActor
 from cinema.actors.indexer import IndexerActor
 from cinema.actors.system import ActorSystem
+from cinema.actors.uploader import UploaderActor
 from cinema.bus.amqp import Broker
 from cinema.bus.commands import CommandConsumer
 from cinema.bus.local import LocalBus
@@ -22,6 +23,7 @@ from cinema.metrics import RouteMetrics
 from cinema.search.backend import SearchBackend
 from cinema.search.live import Clients, LiveSearch
 from cinema.settings import Settings
+from cinema.storage import Storage
 
 SETTINGS = web.AppKey("settings", Settings)
 DSN = web.AppKey("dsn", str)
@@ -47,3 +49,5 @@ LIVE_SEARCH = web.AppKey("live_search", LiveSearch)
 STREAM_CLIENTS = web.AppKey("stream_clients", Clients)
 # Each route's counters, for GET /metrics; absent when CINEMA_METRICS is off.
 ROUTE_METRICS = web.AppKey("route_metrics", list[RouteMetrics])
+STORAGE = web.AppKey("storage", Storage)  # S3 or local files
+UPLOADER = web.AppKey("uploader", UploaderActor)

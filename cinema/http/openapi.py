@@ -61,6 +61,10 @@ The cinema catalog: movies, people, genres and countries.
 - Errors are RFC 9457 problem details (`application/problem+json`); each `type` URI is described at its own
   address and in the `Problem` schema below.
 - Every response carries `X-Request-ID`, echoed from the request when given: quote it when reporting a problem.
+- Images (posters, photos, shots) are uploaded as the raw body or a `multipart/form-data` `file`; the answer is
+  202 with the upload to follow. Resources show the original's URL and `images`, WebP renditions by size:
+  posters w185, w342, w780; photos w185, h632; shots w300, w1280. Image URLs never change (their keys are
+  content-addressed) and may be cached forever.
 """
 
 
@@ -171,7 +175,9 @@ class _Builder:
             parameters.append(_ref("parameters", "IfNoneMatch" if reads else "IfMatch"))
         if parameters:
             operation["parameters"] = parameters
-        if doc.body is not None:
+        if isinstance(doc.body, Raw):
+            operation["requestBody"] = {"required": True, "content": doc.body.content()}
+        elif doc.body is not None:
             operation["requestBody"] = {"required": True, "content": {JSON: {"schema": self._body(doc.body)}}}
         responses = {str(doc.status): self._success(doc)}
         if doc.conditional and reads:
@@ -191,10 +197,10 @@ class _Builder:
         # json_response tags every catalog document; a Raw body is tagged when the route is conditional.
         if not isinstance(doc.response, Raw) or doc.conditional:
             headers["ETag"] = _ref("headers", "ETag")
-        if doc.status == 201 and not isinstance(doc.response, ListOf):
+        if doc.status in (201, 202) and not isinstance(doc.response, ListOf):  # 202: where to follow the work
             headers["Location"] = _ref("headers", "Location")
         if isinstance(doc.response, Raw):
-            response["content"] = {media: {"schema": doc.response.schema} for media in doc.response.media_types}
+            response["content"] = doc.response.content()
             return response
         if isinstance(doc.response, PageOf):
             schema = self._envelope(doc.response.cls, "Page")
@@ -357,7 +363,11 @@ def _attrs_classes_in(tp: Any) -> Iterator[type]:
 
 def _request_classes(docs: Iterable[RouteDoc]) -> set[type]:
     """Classes that appear in request bodies (at any depth): their schemas forbid unknown keys, as convert does."""
-    pending = [doc.body.cls if isinstance(doc.body, ListOf) else doc.body for doc in docs if doc.body is not None]
+    pending = [
+        doc.body.cls if isinstance(doc.body, ListOf) else doc.body
+        for doc in docs
+        if doc.body is not None and not isinstance(doc.body, Raw)
+    ]
     seen: set[type] = set()
     while pending:
         cls = pending.pop()

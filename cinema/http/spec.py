@@ -51,13 +51,18 @@ class Raw:
 
     media_types: tuple[str, ...]
     schema: dict[str, Any] = attrs.field(factory=lambda: {"type": "string"})
+    by_type: dict[str, dict[str, Any]] = attrs.field(factory=dict)  # media types whose schema differs
+
+    def content(self) -> dict[str, Any]:
+        """The OpenAPI `content` object: each media type with its schema."""
+        return {media: {"schema": self.by_type.get(media, self.schema)} for media in self.media_types}
 
 
 @attrs.frozen
 class RouteDoc:
     summary: str
     tag: str
-    body: type | ListOf | None = None
+    body: type | ListOf | Raw | None = None  # Raw: not JSON (images)
     response: type | PageOf | ListOf | Raw | None = None  # None: no body (204)
     status: int = 200
     query: tuple[Param, ...] = ()

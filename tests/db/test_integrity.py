@@ -9,7 +9,9 @@ from cinema.db.integrity import CONSTRAINTS, to_domain_error
 from cinema.errors import Conflict, ValidationFailed
 
 # Primary keys of tables whose ids the database generates can never be violated by a client.
-GENERATED_KEYS = {f"{t}_pkey" for t in ("genres", "countries", "persons", "movies", "credits", "shots", "outbox")}
+GENERATED_KEYS = {
+    f"{t}_pkey" for t in ("genres", "countries", "persons", "movies", "credits", "shots", "outbox", "uploads")
+}
 
 
 async def test_every_constraint_and_unique_index_is_in_the_table(db):

@@ -23,6 +23,7 @@ TABLES = {
     "outbox",
     "external_ids",
     "processed_commands",
+    "uploads",
 }
 
 

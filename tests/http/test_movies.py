@@ -33,6 +33,7 @@ SUMMARY_KEYS = [
     "age_rating",
     "rating",
     "poster_url",
+    "images",
     "genres",
     "countries",
     "created_at",
@@ -42,7 +43,7 @@ MOVIE_KEYS = [
     *SUMMARY_KEYS[:3],
     "original_title",
     "description",
-    *SUMMARY_KEYS[4:12],
+    *SUMMARY_KEYS[4:13],
     "credits",
     "shots",
     "created_at",
@@ -351,6 +352,7 @@ async def test_detail_orders_credits_and_shots_by_position_then_id(client, db, r
         "movie_id": movie["id"],
         "caption": "Shot 1",
         "image_url": None,
+        "images": None,
         "position": 0,
     }
 

@@ -14,7 +14,18 @@ from cinema.http.keys import BUS
 from tests.http.helpers import assert_not_modified, assert_problem, walk
 
 BASE = "/api/v1/persons"
-FIELDS = ["id", "slug", "full_name", "birth_date", "death_date", "biography", "photo_url", "created_at", "updated_at"]
+FIELDS = [
+    "id",
+    "slug",
+    "full_name",
+    "birth_date",
+    "death_date",
+    "biography",
+    "photo_url",
+    "images",
+    "created_at",
+    "updated_at",
+]
 
 
 async def create(client, full_name, **fields):
@@ -72,6 +83,7 @@ async def test_create_returns_201_location_and_the_whole_resource(client):
         "death_date": "1976-11-15",
         "biography": "French actor.",
         "photo_url": None,
+        "images": None,
         "created_at": None,
         "updated_at": None,
     }

@@ -25,7 +25,7 @@ async def test_a_movies_shots_come_by_position_then_id(client, movie):
     page = json.loads(await resp.text())
     ids = movie["shot_ids"]
     assert [s["id"] for s in page["items"]] == [ids[1], ids[3], ids[2], ids[0]]
-    assert list(page["items"][0]) == ["id", "movie_id", "caption", "image_url", "position"]
+    assert list(page["items"][0]) == ["id", "movie_id", "caption", "image_url", "images", "position"]
     assert page["next_cursor"] is None
     doc = await (await client.get(f"{MOVIES}/{movie['id']}")).json()
     assert doc["shots"] == page["items"]
@@ -60,6 +60,7 @@ async def test_get_a_shot_with_etag_and_304(client, movie):
         "movie_id": movie["id"],
         "caption": "Shot 0",
         "image_url": None,
+        "images": None,
         "position": 2,
     }
     again = await client.get(f"{SHOTS}/{movie['shot_ids'][0]}", headers={"If-None-Match": resp.headers["ETag"]})
