@@ -18,25 +18,40 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, MutableMapping
 
+import attrs
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import istr
 
-from cinema.errors import RateLimited
-from cinema.http.auth import TokenVerifier, authorize
+from cinema.errors import RateLimited, Unauthorized
+from cinema.http.auth import TokenVerifier, check_scope, required_scope
+from cinema.http.keys import RATE_LIMITER, VERIFIER
 from cinema.http.problems import render
-from cinema.http.ratelimit import FixedWindow
+from cinema.http.ratelimit import (
+    BUDGETS,
+    EXEMPT_PREFIXES,
+    Budget,
+    ClientAddresses,
+    LocalLimiter,
+    RateLimiter,
+    RedisLimiter,
+    budgets_of,
+    client_key,
+)
+from cinema.http.spec import route_doc
 from cinema.logs import REQUEST_CONTEXT, log_request
-from cinema.settings import Settings
+from cinema.settings import Settings, parse_networks
 
 log = structlog.get_logger("cinema.http")
 
 REQUEST_ID = "X-Request-ID"
 # Header names as istr, which the response's headers need not case-fold on every request.
 _ID, _LIMIT, _REMAINING, _RESET = map(istr, (REQUEST_ID, "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"))
+_AUTHORIZATION, _NOSNIFF, _REFERRER_POLICY = map(istr, ("Authorization", "X-Content-Type-Options", "Referrer-Policy"))
+CLIENT = web.RequestKey("client", str)  # the limiter's name for the request's client (websocket queries spend it)
 # An id echoed back into headers and logs must be short and printable.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 # Generated ids: a random prefix per process and a counter, 32 hex digits like a UUID's, unique
@@ -47,7 +62,11 @@ _COUNTER = itertools.count(1)
 
 def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.RouteTableDef]) -> None:
     """Register every route of `tables` behind the edge, then the route for unmatched requests."""
-    edge = behind_edge(settings)
+    guard = Guard.from_settings(settings)
+    if guard.verifier is not None:  # closed by cinema.app
+        app[VERIFIER] = guard.verifier
+    if guard.limiter is not None:  # started and stopped by cinema.app
+        app[RATE_LIMITER] = guard.limiter
     definitions: list[web.RouteDef] = []
     for table in tables:
         for definition in table:
@@ -57,21 +76,60 @@ def add_routes(app: web.Application, settings: Settings, tables: Iterable[web.Ro
     # path's routes go together, where the path first appears, so routing meets each path once.
     rank = {path: i for i, path in enumerate(dict.fromkeys(d.path for d in definitions))}
     for definition in sorted(definitions, key=lambda d: rank[d.path]):
-        handler = edge(definition.handler)
+        handler = guard.edge(definition.handler, definition.method, definition.path)
         web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
-    app.router.add_route("*", "/{path:.*}", edge(unmatched))
+    app.router.add_route("*", "/{path:.*}", guard.edge(unmatched, "GET", "/"))
 
 
-def behind_edge(settings: Settings) -> Callable[[Handler], Handler]:
-    """A decorator: the handler, served behind the edge configured by `settings`."""
-    window = FixedWindow(settings.rate_limit, settings.rate_limit_window) if settings.rate_limit else None
-    verifier = TokenVerifier.from_settings(settings)
-    if verifier is None:
-        log.warning("auth_disabled", hint="set CINEMA_JWT_SECRET to require tokens for writes")
-    return functools.partial(_edge, window=window, verifier=verifier)
+@attrs.frozen
+class Guard:
+    """What the edge checks, configured once: tokens, rate limits, CORS, the security headers."""
+
+    verifier: TokenVerifier | None
+    limiter: RateLimiter | None
+    addresses: ClientAddresses
+    cors: Cors | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guard:
+        verifier = TokenVerifier.from_settings(settings)
+        if verifier is None:
+            log.warning("auth_disabled", hint="set CINEMA_JWT_SECRET, CINEMA_JWT_PUBLIC_KEY or CINEMA_JWT_JWKS_URL")
+        limits = {
+            "reads": settings.rate_limit,
+            "writes": settings.rate_limit_writes,
+            "search": settings.rate_limit_search,
+            "uploads": settings.rate_limit_uploads,
+        }
+        budgets = budgets_of(limits, settings.rate_limit_window)
+        limiter = None
+        if budgets:
+            store: LocalLimiter | RedisLimiter = LocalLimiter()
+            if settings.redis_url is not None:
+                store = RedisLimiter(
+                    settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout, retry=settings.redis_retry
+                )
+            limiter = RateLimiter(budgets, store)
+        cors = Cors.from_setting(settings.cors_origins)
+        return cls(verifier, limiter, ClientAddresses(parse_networks(settings.trusted_proxies)), cors)
+
+    def edge(self, handler: Handler, method: str, path: str) -> Handler:
+        """`handler` behind the edge, with the scope and the budget of its route."""
+        doc = route_doc(handler)
+        declared = doc.budget if doc is not None else None
+        budget = None
+        if self.limiter is not None and not path.startswith(EXEMPT_PREFIXES):
+            name = declared or ("reads" if method in ("GET", "HEAD") else "writes")
+            if name not in BUDGETS:
+                raise ValueError(f"{method} {path}: unknown rate-limit budget {name!r} (known: {', '.join(BUDGETS)})")
+            budget = self.limiter.budgets.get(name)
+        scope = required_scope(method, path, doc.scope if doc is not None else None)
+        return _edge(handler, guard=self, budget=budget, scope=scope if self.verifier is not None else None)
 
 
-def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifier | None) -> Handler:
+def _edge(handler: Handler, *, guard: Guard, budget: Budget | None, scope: str | None) -> Handler:
+    verifier, limiter, addresses, cors = guard.verifier, guard.limiter, guard.addresses, guard.cors
+
     async def edge(request: web.Request) -> web.StreamResponse:
         request_id = request.headers.get(_ID)
         if request_id is None or not _SAFE_ID.match(request_id):
@@ -82,11 +140,29 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
         quota = None
         response: web.StreamResponse
         try:
-            if window is not None:
-                quota = window.admit(request.remote or "unknown")
-            if verifier is not None and (subject := authorize(verifier, request)) is not None:
-                context["subject"] = subject
-            response = await handler(request)
+            if cors is not None and request.method == "OPTIONS" and (preflight := cors.preflight(request)):
+                response = preflight
+            else:
+                claims = None
+                refused: Unauthorized | None = None
+                authorization = request.headers.get(_AUTHORIZATION)
+                if verifier is not None and authorization is not None:
+                    try:
+                        claims = await verifier.claims(authorization)
+                    except Unauthorized as exc:  # counted against the address's budget first
+                        refused = exc
+                subject = claims.get("sub") if claims is not None else None
+                if subject is not None:
+                    context["subject"] = subject
+                client = client_key(subject, addresses.of(request.remote, request.headers))
+                request[CLIENT] = client
+                if budget is not None:
+                    quota = await limiter.admit(budget, client)  # type: ignore[union-attr]
+                if scope is not None:
+                    if claims is None:
+                        raise refused or Unauthorized("This request needs an `Authorization: Bearer <token>` header.")
+                    check_scope(claims, scope)
+                response = await handler(request)
         except web.HTTPException as exc:
             if exc.status >= 400:
                 response = render(request, exc)
@@ -95,7 +171,7 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
                 log_request(request.method, request.path, exc.status, started)
                 raise
         except RateLimited as exc:
-            quota = (0, exc.retry_after or 1)
+            quota = getattr(exc, "quota", (0, exc.retry_after or 1))
             response = render(request, exc)
         except Exception as exc:
             response = render(request, exc)
@@ -104,14 +180,58 @@ def _edge(handler: Handler, *, window: FixedWindow | None, verifier: TokenVerifi
             raise
         headers = response.headers
         headers[_ID] = request_id
+        headers[_NOSNIFF] = "nosniff"
+        headers[_REFERRER_POLICY] = "no-referrer"
         if quota is not None:
-            headers[_LIMIT] = window.limit_header  # type: ignore[union-attr]
+            headers[_LIMIT] = budget.limit_header  # type: ignore[union-attr]
             headers[_REMAINING] = str(quota[0])
             headers[_RESET] = str(quota[1])
+        if cors is not None:
+            cors.allow(request, headers)
         log_request(request.method, request.path, response.status, started)
         return response
 
     return functools.update_wrapper(edge, handler)
+
+
+@attrs.frozen
+class Cors:
+    """Cross-origin access for browsers, for the origins CINEMA_CORS_ORIGINS names (`*`: any)."""
+
+    origins: frozenset[str]
+
+    @classmethod
+    def from_setting(cls, value: str) -> Cors | None:
+        origins = frozenset(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return cls(origins) if origins else None
+
+    def allowed(self, origin: str | None) -> bool:
+        return origin is not None and ("*" in self.origins or origin in self.origins)
+
+    def preflight(self, request: web.Request) -> web.Response | None:
+        """The answer to a preflight from an allowed origin; None for any other OPTIONS request."""
+        headers = request.headers
+        if not self.allowed(headers.get("Origin")) or "Access-Control-Request-Method" not in headers:
+            return None
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE",
+                "Access-Control-Allow-Headers": _CORS_REQUEST_HEADERS,
+                "Access-Control-Max-Age": "600",
+            },
+        )
+
+    def allow(self, request: web.Request, headers: MutableMapping[str, str]) -> None:
+        origin = request.headers.get("Origin")
+        if self.allowed(origin):
+            headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+            headers["Access-Control-Expose-Headers"] = _CORS_EXPOSED
+        headers["Vary"] = "Origin"
+
+
+_CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, X-Request-ID"
+_CORS_EXPOSED = "ETag, Location, Retry-After, X-Request-ID, X-Cache, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 
 
 async def unmatched(request: web.Request) -> web.StreamResponse:

@@ -18,6 +18,8 @@ from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.cache.shared import SharedStore
 from cinema.etags import Tagged
+from cinema.http.auth import TokenVerifier
+from cinema.http.ratelimit import RateLimiter
 from cinema.search.backend import SearchBackend
 from cinema.search.live import Clients, LiveSearch
 from cinema.settings import Settings
@@ -44,3 +46,5 @@ INDEXER = web.AppKey("indexer", IndexerActor)
 SEARCH_BACKEND = web.AppKey("search_backend", SearchBackend)
 LIVE_SEARCH = web.AppKey("live_search", LiveSearch)
 STREAM_CLIENTS = web.AppKey("stream_clients", Clients)
+VERIFIER = web.AppKey("verifier", TokenVerifier)  # absent when no token key is configured (or CINEMA_AUTH=off)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)  # absent when every budget is 0

@@ -34,7 +34,7 @@ import cinema
 from cinema.convert import MAX_BULK
 from cinema.errors import PROBLEM_BASE, NotFound
 from cinema.etags import Tagged
-from cinema.http.auth import WRITE_METHODS, WRITE_SCOPE
+from cinema.http.auth import ADMIN_SCOPE, WRITE_SCOPE, required_scope
 from cinema.http.edge import REQUEST_ID
 from cinema.http.io import JSON, MAX_ID, tagged_response
 from cinema.http.keys import OPENAPI
@@ -136,8 +136,10 @@ class _Builder:
                         "type": "http",
                         "scheme": "bearer",
                         "bearerFormat": "JWT",
-                        "description": "HS256 JWT with `exp` and the `catalog:write` scope (`scope` or `scp`); "
-                        "needed for writes when the service has CINEMA_JWT_SECRET set.",
+                        "description": f"A JWT with `exp` and the scope the operation names (`{WRITE_SCOPE}` for "
+                        f"writes, `{ADMIN_SCOPE}` for bulk writes, which also grants `{WRITE_SCOPE}`) in `scope`, "
+                        "`scp` or `permissions`: HS256 signed with CINEMA_JWT_SECRET, or RS256/ES256 from "
+                        "CINEMA_JWT_PUBLIC_KEY or an identity provider's JWKS. Needed when the service has a key.",
                     }
                 },
             },
@@ -161,7 +163,8 @@ class _Builder:
         self.tags[doc.tag] = None
         reads = route.method in _READS
         path = route.resource.canonical if route.resource is not None else ""
-        writes = route.method in WRITE_METHODS and path.startswith("/api/")  # what the edge's authorize guards
+        scope = required_scope(route.method, path, doc.scope)  # what the edge requires
+        writes = scope is not None
         operation: dict[str, Any] = {"tags": [doc.tag], "summary": doc.summary, "operationId": operation_id}
         description = inspect.getdoc(route.handler)
         if description:
@@ -177,7 +180,7 @@ class _Builder:
         if doc.conditional and reads:
             responses["304"] = _ref("responses", "NotModified")
         if writes:
-            operation["security"] = [{"bearerAuth": [WRITE_SCOPE]}]
+            operation["security"] = [{"bearerAuth": [scope]}]
         for status in _problem_statuses(doc, reads, writes, bool(path_params)):
             responses[str(status)] = self._problem_response(status)
         operation["responses"] = responses

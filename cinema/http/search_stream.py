@@ -289,7 +289,9 @@ class StreamSession:
 
 
 @routes.get(STREAM)
-@describe("Streaming and live search (a websocket; frames as in API.md)", tag=TAG, status=101, errors=(400,))
+@describe(
+    "Streaming and live search (a websocket; frames as in API.md)", tag=TAG, status=101, errors=(400,), budget="search"
+)
 async def stream(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=settings.search_stream_heartbeat, max_msg_size=MAX_FRAME)
