@@ -6,8 +6,9 @@ what had started.
 
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
     -> migrations -> pool -> the catalog's id -> the edge's guard (rate limiter, token keys)
-    -> remote events (other instances' commits and index announcements onto the local bus) -> Redis (when configured) -> search backend -> actors (catalog, the cache that
-    reads through it, the indexer) -> live search dispatcher
+    -> remote events (other instances' commits and index announcements onto the local bus)
+    -> Redis (when configured) -> search backend -> actors (catalog, the cache that reads through it,
+    the indexer) -> live search dispatcher
     -> RabbitMQ (when CINEMA_AMQP_URL is set): broker connection -> outbox relay -> command consumer
 """
 
@@ -87,7 +88,13 @@ RELAY_GRACE = 2.0
 
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
     """Build the application. `on_fatal` runs when an actor exhausts its restarts (serve exits then)."""
-    app = web.Application(client_max_size=settings.max_json_bytes)
+    # Request lines and headers are bounded as they are parsed, before any handler runs.
+    limits = {
+        "max_line_size": settings.max_header_bytes,
+        "max_field_size": settings.max_header_bytes,
+        "max_headers": settings.max_headers,
+    }
+    app = web.Application(client_max_size=settings.max_json_bytes, handler_args=limits)
     app[SETTINGS] = settings
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())

@@ -233,8 +233,10 @@ class Settings:
     auth: str = attrs.field(
         default="auto",
         validator=_one_of("auto", "off"),
-        metadata={"doc": "`auto`: tokens are checked when a key is set, and `serve` refuses a non-loopback address "
-                  "without one; `off`: writes are open on any address and no token is checked."},
+        metadata={
+            "doc": "`auto`: tokens are checked when a key is set, and `serve` refuses a non-loopback address "
+            "without one; `off`: writes are open on any address and no token is checked."
+        },
     )
     # RabbitMQ
     amqp_url: str | None = attrs.field(
@@ -361,6 +363,16 @@ class Settings:
         default=16,
         validator=_between(1, 1000),
         metadata={"doc": "Queries open at once on one streaming-search socket."},
+    )
+    search_stream_live: int = attrs.field(
+        default=4,
+        validator=_between(0, 1000),
+        metadata={"doc": "Live queries open at once on one streaming-search socket (within the queries allowed)."},
+    )
+    search_stream_rate: int = attrs.field(
+        default=20,
+        validator=_between(1, 10_000),
+        metadata={"doc": "Frames per second a streaming-search client may send (a burst of as many, then that rate)."},
     )
     search_stream_send_timeout: float = attrs.field(
         default=10.0,

@@ -107,7 +107,10 @@ class Guard:
             store: LocalLimiter | RedisLimiter = LocalLimiter()
             if settings.redis_url is not None:
                 store = RedisLimiter(
-                    settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout, retry=settings.redis_retry
+                    settings.redis_url,
+                    settings.redis_prefix,
+                    timeout=settings.redis_timeout,
+                    retry=settings.redis_retry,
                 )
             limiter = RateLimiter(budgets, store)
         cors = Cors.from_setting(settings.cors_origins)
@@ -231,7 +234,9 @@ class Cors:
 
 
 _CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, X-Request-ID"
-_CORS_EXPOSED = "ETag, Location, Retry-After, X-Request-ID, X-Cache, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+_CORS_EXPOSED = (
+    "ETag, Location, Retry-After, X-Request-ID, X-Cache, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+)
 
 
 async def unmatched(request: web.Request) -> web.StreamResponse:

@@ -192,7 +192,9 @@ async def test_rs256_tokens_are_verified_through_the_providers_jwks(aiohttp_clie
         assert (await client.post("/api/v1/genres", json={"name": f"X{i}"}, headers=junk)).status == 401
     assert jwks["fetches"] == 2
     now[0] += 31
-    assert (await client.post("/api/v1/genres", json={"name": "X"}, headers=bearer(signed(second, kid="j")))).status == 401
+    assert (
+        await client.post("/api/v1/genres", json={"name": "X"}, headers=bearer(signed(second, kid="j")))
+    ).status == 401
     assert jwks["fetches"] == 3
     # A token signed by a key the provider does not hold, under a known kid, is refused.
     forged = bearer(signed(rsa_key(), kid="k1"))
