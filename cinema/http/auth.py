@@ -205,19 +205,26 @@ class TokenVerifier:
         if self.key_set is not None:
             await self.key_set.close()
 
+    def known(self, authorization: str) -> dict[str, Any] | None:
+        """The claims of a header whose token was verified before and has not expired; else None."""
+        known = self._verified.get(authorization)
+        if known is not None and time.time() < known[0]:
+            return known[1]
+        return None
+
     async def claims(self, authorization: str | None) -> dict[str, Any]:
         """The verified claims of an `Authorization: Bearer <token>` header; Unauthorized otherwise."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("This request needs an `Authorization: Bearer <token>` header.")
-        known = self._verified.get(token)
-        if known is not None and time.time() < known[0]:
-            return known[1]
+        known = self.known(authorization)  # type: ignore[arg-type]
+        if known is not None:
+            return known
         claims = await self._decode(token)
         if len(self._verified) >= VERIFIED_TOKENS:
             self._verified.clear()
-        self._verified[token] = (float(claims["exp"]) + self.leeway, claims)
+        self._verified[authorization] = (float(claims["exp"]) + self.leeway, claims)  # type: ignore[index]
         return claims
 
     async def _decode(self, token: str) -> dict[str, Any]:

@@ -150,17 +150,21 @@ def _edge(handler: Handler, *, guard: Guard, budget: Budget | None, scope: str |
                 refused: Unauthorized | None = None
                 authorization = request.headers.get(_AUTHORIZATION)
                 if verifier is not None and authorization is not None:
-                    try:
-                        claims = await verifier.claims(authorization)
-                    except Unauthorized as exc:  # counted against the address's budget first
-                        refused = exc
+                    claims = verifier.known(authorization)
+                    if claims is None:
+                        try:
+                            claims = await verifier.claims(authorization)
+                        except Unauthorized as exc:  # counted against the address's budget first
+                            refused = exc
                 subject = claims.get("sub") if claims is not None else None
                 if subject is not None:
                     context["subject"] = subject
-                client = client_key(subject, addresses.of(request.remote, request.headers))
-                request[CLIENT] = client
                 if budget is not None:
-                    quota = await limiter.admit(budget, client)  # type: ignore[union-attr]
+                    client = client_key(subject, addresses.of(request.remote, request.headers))
+                    request[CLIENT] = client
+                    quota = limiter.admit_now(budget, client)  # type: ignore[union-attr]
+                    if quota is None:
+                        quota = await limiter.admit(budget, client)  # type: ignore[union-attr]
                 if scope is not None:
                     if claims is None:
                         raise refused or Unauthorized("This request needs an `Authorization: Bearer <token>` header.")
