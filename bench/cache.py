@@ -31,7 +31,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import free_port, scratch_database
+from bench.common import free_port, scratch_database, services
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -185,11 +185,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--writes", type=int, default=200, help="writes for the convergence measurement")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+    found = services()
+    if found is None:
         return 2
-    database = os.environ.get("CINEMA_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis = os.environ.get("CINEMA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    database, redis = found
     RESULTS.mkdir(exist_ok=True)
     rows: dict[str, list[tuple[float, float, float]]] = {}
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import shutil
 import statistics
 import sys
 from urllib.parse import urlsplit
@@ -29,7 +27,7 @@ from urllib.parse import urlsplit
 import psutil  # type: ignore[import-untyped]
 
 from bench.cache import DETAIL, RESULTS, WRK_THREADS, fetch, seed, server, wrk
-from bench.common import scratch_database
+from bench.common import scratch_database, services
 from cinema.http.auth import TokenVerifier
 
 TARGET = 0.10  # the security issue's ceiling: what auth and the shared limiter may cost a cached read
@@ -64,42 +62,46 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of off and on, alternating")
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+    found = services()
+    if found is None:
         return 2
-    database = os.environ.get("CINEMA_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis = os.environ.get("CINEMA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    database, redis = found
     secret = secrets.token_hex(32)
     token = TokenVerifier(secret).issue("bench", ttl=3600)
     header = f"Authorization: Bearer {token}"
     prefix = f"cinema_bench_{secrets.token_hex(4)}"
     common = {"redis_url": redis, "redis_prefix": prefix}
-    off = common | {f"rate_limit{s}": "0" for s in ("", "_writes", "_search", "_uploads")}
-    on = common | {f"rate_limit{s}": LIMIT for s in ("", "_writes", "_search", "_uploads")} | {"jwt_secret": secret}
+    budgets = ("", "_writes", "_search", "_uploads")
+    off = common | {f"rate_limit{s}": "0" for s in budgets}
+    on = common | {f"rate_limit{s}": LIMIT for s in budgets} | {"jwt_secret": secret}
+    # The limiter as it was before (in process, no key): what this issue's features add on top of it.
+    local = {f"rate_limit{s}": LIMIT for s in budgets}
     RESULTS.mkdir(exist_ok=True)
-    runs: dict[str, list[tuple[float, float, float, float]]] = {"off": [], "on": []}
+    runs: dict[str, list[tuple[float, float, float, float]]] = {"off": [], "local": [], "on": []}
     with scratch_database(database) as dsn:
         seed(dsn)
-        with server(dsn, **off) as plain, server(dsn, **on) as guarded:
-            asyncio.run(fetch(plain, DETAIL, cache="hit"))
-            asyncio.run(fetch(guarded, DETAIL, cache="hit"))
+        with server(dsn, **off) as plain, server(dsn, **local) as limited, server(dsn, **on) as guarded:
+            for base in (plain, limited, guarded):
+                asyncio.run(fetch(base, DETAIL, cache="hit"))
             for _ in range(args.rounds):
-                for label, base, headers in (("off", plain, ()), ("on", guarded, (header,))):
+                for label, base, headers in (("off", plain, ()), ("local", limited, ()), ("on", guarded, (header,))):
                     result = measured(base, args.duration, args.connections, headers)
                     runs[label].append(result)
                     print(
-                        f"security {label:<3} {result[0]:>9.0f} req/s  p50 {result[1]:6.2f} ms  p99 {result[2]:6.2f} ms"
+                        f"security {label:<5} {result[0]:>9.0f} req/s  p50 {result[1]:6.2f} ms  p99 {result[2]:6.2f} ms"
                         f"  {result[3]:6.1f} us CPU/request",
                         flush=True,
                     )
     pairs = list(zip(runs["off"], runs["on"], strict=True))
     cost = statistics.median(on_run[3] / off_run[3] - 1 for off_run, on_run in pairs)  # CPU per request
     throughput = statistics.median(1 - on_run[0] / off_run[0] for off_run, on_run in pairs)
+    added = statistics.median(on[3] / before[3] - 1 for before, on in zip(runs["local"], runs["on"], strict=True))
     rows = [
         f"| {label} | {statistics.median(r[0] for r in results):.0f} | {statistics.median(r[1] for r in results):.2f}"
         f" | {statistics.median(r[2] for r in results):.2f} | {statistics.median(r[3] for r in results):.1f} |"
         for label, results in (
             ("cached movie detail, no token key, no rate limit", runs["off"]),
+            ("cached movie detail, no token key, in-process rate limiter (the limiter before)", runs["local"]),
             ("cached movie detail, bearer token checked, Redis rate limiter", runs["on"]),
         )
     ]
@@ -117,6 +119,7 @@ def main() -> int:
             f"| server CPU per cached read, auth + Redis limiter on vs off (median of the rounds) | {cost:+.1%} | "
             f"< {TARGET:.0%} | {'yes' if cost < TARGET else 'NO'} |",
             f"| requests/s lost (median of the rounds; moves with the machine's other load) | {throughput:.1%} | | |",
+            f"| server CPU per cached read, auth + Redis limiter vs the in-process limiter | {added:+.1%} | | |",
         ]
     )
     print("\n" + report)

@@ -1,9 +1,12 @@
 """The edge: what every request passes through, wrapped around each route's handler.
 
 In order, for each request: its id (the client's `X-Request-ID` when valid, else generated),
-bound to every log line written while serving it; the rate limit; the bearer token of a
-write; the handler; a failure rendered as problem+json (cinema.http.problems); the id and
-the RateLimit-* headers on the response; and one `http_request` log line.
+bound to every log line written while serving it; a CORS preflight answered (when CORS is on);
+the bearer token verified (remembered once verified); the rate limit of the route's budget,
+for the token's subject or the client's address (a bad token is counted before it is refused);
+the route's scope; the handler; a failure rendered as problem+json (cinema.http.problems); the
+id, security, RateLimit-* and CORS headers on the response; and one `http_request` log line.
+What each route needs (scope, budget) is resolved once, when it is registered (`Guard.edge`).
 
 `add_routes` registers each handler behind the edge, plus a last route that turns requests no
 route matches into 404 or 405 problems. It is not an aiohttp middleware because a middleware

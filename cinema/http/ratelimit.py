@@ -50,21 +50,25 @@ MAX_LEASE = 128  # admissions of one client one process may be granted at once
 LEASE_TTL = 0.1  # seconds a granted admission may wait to be used here before it is void
 MAX_CLIENT_KEY = 96  # longer subjects are hashed: a key's size stays bounded whatever the token says
 
-# One call serves a batch: KEYS[i] is a client's TAT; ARGV[3i-2..3i] its budget's emission interval
-# and capacity (interval * limit) in microseconds, and how many admissions (cells) are asked for.
-# It grants as many as the budget has, moving the TAT past them, and returns per key
-# {granted, remaining after, reset_us (until the whole budget is back), retry_us (until the next
-# cell)}. Keys are taken in order, so a client twice in a batch is counted twice.
+# One call serves a batch: KEYS[i] is a client's TAT; ARGV[4i-3..4i] its budget's emission interval
+# and capacity (interval * limit) in microseconds, the admissions its waiting requests need, and
+# how many more its process would like to hold. The needed ones are granted while the budget has
+# them; of the wanted ones at most 1/64 of what is left after that, so grants held in processes
+# shrink to none as a budget runs out (near the end every admission goes to a waiting request).
+# Returns per key {granted, remaining after, reset_us (until the whole budget is back), retry_us
+# (until the next admission is due)}. Keys are taken in order: a client twice in a batch counts twice.
 GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval, capacity, asked = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local interval, capacity = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2])
+  local need, want = tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
   local tat = tonumber(redis.call('GET', key) or '0')
   if tat < now then tat = now end
   local available = math.floor((now + capacity - tat) / interval)
-  local granted = math.max(0, math.min(asked, available))
+  local granted = math.max(0, math.min(need, available))
+  granted = granted + math.min(want, math.floor((available - granted) / 64))
   if granted > 0 then
     tat = tat + granted * interval
     redis.call('SET', key, string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
@@ -132,7 +136,19 @@ class LocalLimiter:
 class _Lease:
     """What this process holds of one client's budget in Redis."""
 
-    __slots__ = ("cells", "expires", "granted_at", "refused_until", "remaining", "reset", "reset_us", "size", "waiters")
+    __slots__ = (
+        "asking",
+        "cells",
+        "expires",
+        "granted_at",
+        "out",
+        "refused_until",
+        "remaining",
+        "reset",
+        "reset_us",
+        "size",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.cells = 0  # admissions granted by Redis and not used yet
@@ -144,6 +160,8 @@ class _Lease:
         self.refused_until = 0.0  # Redis has no cell for this client before then: refused here
         self.reset_us = 0
         self.waiters: list[asyncio.Future[tuple[int, int] | RateLimited | None]] = []
+        self.asking = False  # an ask is in the next batch
+        self.out = False  # an ask is in a call on its way
 
 
 class RedisLimiter:
@@ -154,9 +172,9 @@ class RedisLimiter:
     - asks are batched: one script call per event-loop pass, at most MAX_IN_FLIGHT calls out;
       the concurrent requests of one client share one ask;
     - a client that uses up its grants quickly is granted several admissions at once (doubling
-      up to MAX_LEASE), admitted here until they run out, which costs no round trip; admissions
-      unused after LEASE_TTL are void: a client that stops may get a little less than its budget
-      in that window, never more;
+      up to MAX_LEASE, at most 1/64 of what its budget has left), admitted here without a round
+      trip and refilled at half; admissions unused after LEASE_TTL are void: a client that stops
+      may get a little less than its budget in that window, never more;
     - Redis's refusal says when the next admission becomes available, and TATs only move forward,
       so until then the client is refused here.
     Every admission is still one Redis granted atomically against the one shared TAT.
@@ -219,7 +237,7 @@ class RedisLimiter:
         await asyncio.gather(*self._calls, return_exceptions=True)
         for _, _, lease in self._batch:  # never sent: counted locally
             _answer(lease.waiters, None)
-            lease.waiters = []
+            lease.waiters, lease.asking = [], False
         self._batch = []
         if self._owner is not None:
             try:
@@ -237,12 +255,21 @@ class RedisLimiter:
         lease = self._leases.get((budget.name, client))
         if lease is None or lease.waiters:
             return None
-        if now < lease.refused_until:
-            raise over_budget(budget, lease.reset_us, int((lease.refused_until - now) * 1_000_000))
         if lease.cells and now < lease.expires:
             lease.cells -= 1
+            if lease.cells <= lease.size // 2 and not (lease.asking or lease.out):
+                self._ask(budget, client, lease)  # refilled before it runs dry: no request waits
             return lease.remaining + lease.cells, lease.reset
+        if now < lease.refused_until:
+            raise over_budget(budget, lease.reset_us, int((lease.refused_until - now) * 1_000_000))
         return None
+
+    def _ask(self, budget: Budget, client: str, lease: _Lease) -> None:
+        lease.asking = True
+        self._batch.append((budget, client, lease))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def admit(self, budget: Budget, client: str) -> tuple[int, int]:
         now = time.monotonic()
@@ -253,22 +280,20 @@ class RedisLimiter:
         lease = self._leases.get((budget.name, client))
         if lease is None:
             lease = self._leases[budget.name, client] = _Lease()
-        if now < lease.refused_until:
-            raise over_budget(budget, lease.reset_us, int((lease.refused_until - now) * 1_000_000))
         if lease.cells:
-            if now < lease.expires:
+            if now < lease.expires and not lease.waiters:
                 lease.cells -= 1
                 return lease.remaining + lease.cells, lease.reset
-            lease.cells, lease.size = 0, max(1, lease.size // 2)  # it did not need that many
+            if now >= lease.expires:
+                lease.cells, lease.size = 0, max(1, lease.size // 2)  # it did not need that many
+        elif now < lease.refused_until:
+            raise over_budget(budget, lease.reset_us, int((lease.refused_until - now) * 1_000_000))
         elif now - lease.granted_at < LEASE_TTL:
             lease.size = min(MAX_LEASE, lease.size * 2)  # used up quickly: take more next time
         future: asyncio.Future[tuple[int, int] | RateLimited | None] = asyncio.get_running_loop().create_future()
         lease.waiters.append(future)
-        if len(lease.waiters) == 1:
-            self._batch.append((budget, client, lease))
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+        if not lease.asking:
+            self._ask(budget, client, lease)
         verdict = await future
         if verdict is None:  # Redis failed this batch
             return self.fallback.admit(budget, client)
@@ -302,12 +327,12 @@ class RedisLimiter:
         # Requests of a client arriving while this call is out form its next ask.
         asks = [(budget, lease, lease.waiters) for budget, _, lease in batch]
         for _, _, lease in batch:
-            lease.waiters = []
+            lease.waiters, lease.asking, lease.out = [], False, True
         keys = [f"{self._prefix}:{budget.name}:{client}" for budget, client, _ in batch]
         args = [
             n
             for budget, lease, waiters in asks
-            for n in (budget.interval_us, budget.capacity_us, max(lease.size, len(waiters)))
+            for n in (budget.interval_us, budget.capacity_us, len(waiters), max(0, lease.size - len(waiters)))
         ]
         flat = None
         try:
@@ -327,6 +352,7 @@ class RedisLimiter:
         finally:  # also when cancelled at stop: every waiting request gets an answer
             now = time.monotonic()
             for i, (budget, lease, waiters) in enumerate(asks):
+                lease.out = False
                 if flat is None:
                     _answer(waiters, None)
                 else:
@@ -363,7 +389,7 @@ def _grant(
     lease.remaining, lease.reset, lease.reset_us = remaining, max(1, math.ceil(reset_us / 1_000_000)), reset_us
     lease.cells += max(0, granted - len(waiters))
     lease.expires, lease.granted_at = now + LEASE_TTL, now
-    if len(waiters) > granted:
+    if remaining == 0:  # nothing left in Redis: refused here until the next admission is due
         lease.refused_until = now + retry_us / 1_000_000
     for rank, future in enumerate(waiters):
         if future.done():  # its request was cancelled meanwhile (its admission is lost)

@@ -287,3 +287,12 @@ async def test_auth_off_opens_writes_even_with_a_key(aiohttp_client, settings, d
 def test_short_secrets_are_refused():
     with pytest.raises(ValueError, match="CINEMA_JWT_SECRET: must be at least 32 bytes"):
         Settings(jwt_secret="short")
+
+
+def test_the_openapi_document_names_each_writes_scope():
+    from cinema.http.openapi import build_document
+
+    paths = build_document(create_app(Settings()))["paths"]
+    assert paths["/api/v1/genres/bulk"]["post"]["security"] == [{"bearerAuth": ["catalog:admin"]}]
+    assert paths["/api/v1/genres"]["post"]["security"] == [{"bearerAuth": ["catalog:write"]}]
+    assert "security" not in paths["/api/v1/genres"]["get"]
