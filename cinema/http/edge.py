@@ -122,12 +122,11 @@ class Guard:
     def edge(self, handler: Handler, method: str, path: str) -> Handler:
         """`handler` behind the edge, with the scope and the budget of its route."""
         doc = route_doc(handler)
-        declared = doc.budget if doc is not None else None
+        name = (doc.budget if doc is not None else None) or ("reads" if method in ("GET", "HEAD") else "writes")
+        if name not in BUDGETS:  # a typo in a RouteDoc stops the start-up, limits on or off
+            raise ValueError(f"{method} {path}: unknown rate-limit budget {name!r} (known: {', '.join(BUDGETS)})")
         budget = None
         if self.limiter is not None and not path.startswith(EXEMPT_PREFIXES):
-            name = declared or ("reads" if method in ("GET", "HEAD") else "writes")
-            if name not in BUDGETS:
-                raise ValueError(f"{method} {path}: unknown rate-limit budget {name!r} (known: {', '.join(BUDGETS)})")
             budget = self.limiter.budgets.get(name)
         scope = required_scope(method, path, doc.scope if doc is not None else None)
         return _edge(handler, guard=self, budget=budget, scope=scope if self.verifier is not None else None)

@@ -65,3 +65,18 @@ async def test_cors_preflight(cors_client):
     refused = await cors_client.options("/api/v1/genres/1", headers=asked | {"Origin": "https://evil.example"})
     assert refused.status == 405
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_a_route_naming_an_unknown_budget_stops_the_start_up():
+    from aiohttp import web
+
+    from cinema.http.edge import Guard
+    from cinema.http.spec import describe
+    from cinema.settings import Settings
+
+    @describe("x", tag="x", budget="upload")  # a typo of "uploads"
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response()
+
+    with pytest.raises(ValueError, match="unknown rate-limit budget 'upload'"):
+        Guard.from_settings(Settings(rate_limit=0)).edge(handler, "PUT", "/api/v1/movies/{id}/poster")
