@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,3 +36,12 @@ def scratch_database(server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def services() -> tuple[str, str] | None:
+    """The PostgreSQL server and Redis a benchmark runs against; None, said on stderr, without wrk."""
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return None
+    database = os.environ.get("CINEMA_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    return database, os.environ.get("CINEMA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -51,9 +51,15 @@ def _parser() -> argparse.ArgumentParser:
         help="delete stored images that no row refers to, older than CINEMA_STORAGE_SWEEP_GRACE",
     )
     commands.add_parser("settings", help="print the effective settings (secrets redacted)")
-    token = commands.add_parser("token", help="print a write token signed with CINEMA_JWT_SECRET")
+    token = commands.add_parser("token", help="print a token signed with CINEMA_JWT_SECRET")
     token.add_argument("--subject", default="cli", help="the token's `sub` claim (default: cli)")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default: 3600)")
+    token.add_argument("--ttl", type=_positive, default=3600, help="seconds until it expires (default: 3600)")
+    token.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="a scope to grant, repeatable or space-separated (default: catalog:write; catalog:admin for bulk)",
+    )
     return parser
 
 
@@ -96,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "token":
-        return _token(settings, args.subject, args.ttl)
+        scopes = tuple(dict.fromkeys(s for given in args.scope or ["catalog:write"] for s in given.split()))
+        return _token(settings, args.subject, args.ttl, scopes)
     if args.command == "seed":
         return _seed(settings, args)
     if args.command == "reindex":
@@ -109,14 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _token(settings: Settings, subject: str, ttl: int) -> int:
+def _token(settings: Settings, subject: str, ttl: int, scopes: tuple[str, ...]) -> int:
     from cinema.http.auth import TokenVerifier
 
-    verifier = TokenVerifier.from_settings(settings)
-    if verifier is None:
-        print("cinema: set CINEMA_JWT_SECRET first (writes need no token without it)", file=sys.stderr)
+    if settings.jwt_secret is None:
+        print("cinema: set CINEMA_JWT_SECRET first (tokens are signed with it)", file=sys.stderr)
         return 2
-    print(verifier.issue(subject, ttl))
+    verifier = TokenVerifier(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    print(verifier.issue(subject, ttl, scopes))
     return 0
 
 

@@ -5,10 +5,10 @@ and unwinds them in reverse at shutdown, so a start-up that fails half-way stops
 what had started.
 
     OpenAPI document -> database (embedded server when CINEMA_DATABASE_URL is unset)
-    -> migrations -> pool -> the catalog's id -> remote events (other instances' commits and index
-    announcements onto the local bus) -> Redis (when configured) -> search backend -> object storage
-    (S3 or local files) -> actors (catalog, the cache that reads through it, the indexer, the uploader)
-    -> live search dispatcher
+    -> migrations -> pool -> the catalog's id -> the edge's guard (rate limiter, token keys)
+    -> remote events (other instances' commits and index announcements onto the local bus)
+    -> Redis (when configured) -> search backend -> object storage (S3 or local files) -> actors
+    (catalog, the cache that reads through it, the indexer, the uploader) -> live search dispatcher
     -> RabbitMQ (when CINEMA_AMQP_URL is set): broker connection -> outbox relay -> command consumer
 """
 
@@ -70,6 +70,7 @@ from cinema.http.keys import (
     MIGRATIONS,
     ORIGIN,
     POOL,
+    RATE_LIMITER,
     RELAY,
     REMOTE_EVENTS,
     ROUTE_METRICS,
@@ -79,6 +80,7 @@ from cinema.http.keys import (
     STORAGE,
     STREAM_CLIENTS,
     UPLOADER,
+    VERIFIER,
 )
 from cinema.search.configured import open_backend
 from cinema.search.live import INDEXED_CHANNEL, Clients, Indexed, LiveSearch
@@ -93,7 +95,13 @@ RELAY_GRACE = 2.0
 
 def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None = None) -> web.Application:
     """Build the application. `on_fatal` runs when an actor exhausts its restarts (serve exits then)."""
-    app = web.Application(client_max_size=settings.max_json_bytes)
+    # Request lines and headers are bounded as they are parsed, before any handler runs.
+    limits = {
+        "max_line_size": settings.max_header_bytes,
+        "max_field_size": settings.max_header_bytes,
+        "max_headers": settings.max_headers,
+    }
+    app = web.Application(client_max_size=settings.max_json_bytes, handler_args=limits)
     app[SETTINGS] = settings
     app[BUS] = LocalBus()
     app[MIGRATIONS] = tuple(migration_ids())
@@ -103,6 +111,7 @@ def create_app(settings: Settings, *, on_fatal: Callable[[Actor], None] | None =
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(catalog_id_ctx)
+    app.cleanup_ctx.append(guard_ctx)
     app.cleanup_ctx.append(remote_events_ctx)
     app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(search_backend_ctx)
@@ -179,6 +188,20 @@ async def catalog_id_ctx(app: web.Application) -> AsyncIterator[None]:
             app[CATALOG_ID] = uuid.uuid4()
             log.warning("catalog_id_unknown", reason="the schema is not migrated yet; restart after migrating")
     yield
+
+
+async def guard_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The edge's rate limiter (its Redis client) and token verifier (its JWKS fetches)."""
+    limiter, verifier = app.get(RATE_LIMITER), app.get(VERIFIER)
+    if limiter is not None:
+        await limiter.start()
+    try:
+        yield
+    finally:
+        if limiter is not None:
+            await limiter.stop()
+        if verifier is not None:
+            await verifier.close()
 
 
 async def remote_events_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory, mapping_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from cinema.errors import FieldError, ValidationFailed
@@ -143,17 +143,33 @@ def _is_array(tp: Any) -> bool:
 def _array_only(tp: Any) -> Callable[[Any, Any], Any]:
     # cattrs would iterate any iterable (a JSON object's keys, a string's characters).
     factory = list_structure_factory if typing.get_origin(tp) is list else homogenous_tuple_structure_factory
-    structure_items = factory(tp, converter)
+    return _only(list, "must be an array", factory(tp, converter), tp)
+
+
+def _only(kind: type, message: str, structure_items: Callable[[Any, Any], Any], tp: Any) -> Callable[[Any, Any], Any]:
+    """`structure_items`, for values of the JSON type `kind` only."""
 
     def structure(value: Any, _: Any) -> Any:
-        if not isinstance(value, list):
-            raise _WrongType("must be an array")
+        if not isinstance(value, kind):
+            raise _WrongType(message)
         return structure_items(value, tp)
 
     return structure
 
 
 converter.register_structure_hook_factory(_is_array, _array_only)
+
+
+def _is_mapping(tp: Any) -> bool:
+    return typing.get_origin(tp) is dict
+
+
+def _object_mapping_only(tp: Any) -> Callable[[Any, Any], Any]:
+    # cattrs would call .items() on anything (an AttributeError for a string: not a field error).
+    return _only(dict, "must be an object", mapping_structure_factory(tp, converter), tp)
+
+
+converter.register_structure_hook_factory(_is_mapping, _object_mapping_only)
 
 
 def structure(data: Any, cls: type[T]) -> T:

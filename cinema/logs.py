@@ -15,8 +15,10 @@ import asyncio
 import atexit
 import importlib.util
 import logging
+import re
 import sys
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -78,6 +80,32 @@ def merge_request_context(logger: Any, method: str, event: dict[str, Any]) -> di
         for key, value in context.items():
             event.setdefault(key, value)
     return event
+
+
+# Credentials never reach a log line: values under these keys, bearer tokens and anything shaped
+# like a JWT in any string (an aiohttp parse error quoting a header, an exception message) are
+# replaced before rendering. Access lines carry the path without its query string, and no header.
+SENSITIVE_KEYS = frozenset({"authorization", "cookie", "password", "secret", "token", "jwt_secret", "api_key"})
+_CREDENTIALS = re.compile(
+    r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(logger: Any, method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    return {key: REDACTED if key.lower() in SENSITIVE_KEYS else _redact(value) for key, value in event.items()}
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _CREDENTIALS.sub(REDACTED, value) if ("ey" in value or "earer" in value or "asic" in value) else value
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if isinstance(k, str) and k.lower() in SENSITIVE_KEYS else _redact(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(item) for item in value]
+    return value
 
 
 # The access line's fast path: set by configure_logging when lines are JSON at info level.
@@ -202,7 +230,7 @@ def configure_logging(settings: Settings) -> None:
         rich = importlib.util.find_spec("rich") is not None  # as structlog decides: rich when installed
         formatter = RichTracebackFormatter(show_locals=settings.log_locals) if rich else plain_traceback
         renderer: Any = structlog.dev.ConsoleRenderer(exception_formatter=formatter)
-        final = [*shared, _add_logger_name, structlog.processors.StackInfoRenderer(), renderer]
+        final = [*shared, _add_logger_name, structlog.processors.StackInfoRenderer(), redact_secrets, renderer]
         logger_class: Any = _NamedPrintLogger
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_json_bytes)
@@ -211,6 +239,7 @@ def configure_logging(settings: Settings) -> None:
             _add_logger_name,
             structlog.processors.StackInfoRenderer(),
             tracebacks,
+            redact_secrets,
             renderer,
         ]
         logger_class = _NamedBytesLogger
@@ -230,6 +259,7 @@ def configure_logging(settings: Settings) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *([] if console else [tracebacks]),
+                redact_secrets,
                 stdlib_renderer,
             ],
         )

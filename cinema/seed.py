@@ -344,6 +344,10 @@ EMPTY_HISTORY = "TRUNCATE outbox, processed_commands"
 EMPTY_DERIVED = "TRUNCATE search_positions, search_documents, search_terms"
 
 
+# Fresh statistics, so the first queries after seeding get good plans (every table seeding writes).
+ANALYZE_CATALOG = "ANALYZE " + ", ".join(COLUMNS)
+
+
 async def write_catalog(
     conn: asyncpg.Connection, catalog: Catalog, *, replace: bool = False, progress: Progress | None = None
 ) -> None:
@@ -361,8 +365,7 @@ async def write_catalog(
         await renew_catalog_id(conn, await get_catalog_id(conn))
         for table in catalog.tables:
             await _copy(conn, table, progress)
-        # Fresh statistics, so the first queries after seeding get good plans.
-        await conn.execute("ANALYZE " + ", ".join(t.name for t in catalog.tables))
+        await conn.execute(ANALYZE_CATALOG)
     progress.close()
 
 

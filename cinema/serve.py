@@ -32,6 +32,7 @@ from cinema.actors.base import Actor
 from cinema.app import create_app
 from cinema.db.embedded import embedded_postgres
 from cinema.db.migrate import apply_migrations
+from cinema.http.auth import exposure_problem
 from cinema.http.edge import AppRunner
 from cinema.http.metrics import metrics_response
 from cinema.logs import configure_logging
@@ -44,6 +45,10 @@ WORKER_RESTARTS = 5  # per minute, before the parent gives up
 
 
 def serve(settings: Settings) -> int:
+    problem = exposure_problem(settings)
+    if problem is not None:
+        print(f"cinema: {problem}", file=sys.stderr)
+        return 2
     if settings.workers == 1:
         return run_worker(settings, reuse_port=False)
     return _supervise(settings)

@@ -9,6 +9,7 @@ configuration table lists them all (a test keeps the two in step).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import types
 import typing
@@ -106,6 +107,29 @@ def _long_enough(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: s
         raise SettingsError(f"{env_name(attribute.name)}: must be at least 32 bytes long")
 
 
+def _networks(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str) -> None:
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise SettingsError(f"{env_name(attribute.name)}: {exc}") from None
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.0/8, ::1` -> the networks (a bare address is a network of one)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+
+
+def _public_key(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
+    if value is None:
+        return
+    from cinema.http.auth import load_public_key  # imports nothing of the settings at module level
+
+    try:
+        load_public_key(value)
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{env_name(attribute.name)}: not a usable PEM public key or file: {exc}") from None
+
+
 def _http_url(_: typing.Any, attribute: attrs.Attribute[typing.Any], value: str | None) -> None:
     if value is not None and urlsplit(value).scheme not in ("http", "https"):
         raise SettingsError(f"{env_name(attribute.name)}: must be an http:// or https:// URL, got {redact_url(value)}")
@@ -127,10 +151,38 @@ class Settings:
     rate_limit: int = attrs.field(
         default=6000,
         validator=_between(0, 10_000_000),
-        metadata={"doc": "Requests per client per window, per process; 0 turns rate limiting off."},
+        metadata={"doc": "Reads per client per window (shared by every process through Redis); 0: no limit."},
     )
     rate_limit_window: float = attrs.field(
         default=60.0, validator=_between(1, 86400), metadata={"doc": "Length of the rate-limit window in seconds."}
+    )
+    rate_limit_writes: int = attrs.field(
+        default=600, validator=_between(0, 10_000_000), metadata={"doc": "Writes per client per window; 0: no limit."}
+    )
+    rate_limit_search: int = attrs.field(
+        default=1200,
+        validator=_between(0, 10_000_000),
+        metadata={"doc": "Searches (HTTP and websocket queries) per client per window; 0: no limit."},
+    )
+    rate_limit_uploads: int = attrs.field(
+        default=60, validator=_between(0, 10_000_000), metadata={"doc": "Uploads per client per window; 0: no limit."}
+    )
+    trusted_proxies: str = attrs.field(
+        default="",
+        validator=_networks,
+        metadata={"doc": "Networks (CIDR, comma-separated) whose X-Forwarded-For/Forwarded name the client."},
+    )
+    max_header_bytes: int = attrs.field(
+        default=8190,
+        validator=_between(256, 65536),
+        metadata={"doc": "Longest request line and header field accepted; longer ones are refused."},
+    )
+    max_headers: int = attrs.field(
+        default=64, validator=_between(8, 1024), metadata={"doc": "Most header fields a request may have."}
+    )
+    cors_origins: str = attrs.field(
+        default="",
+        metadata={"doc": "Origins allowed to call the API from a browser (comma-separated, or `*`). Empty: no CORS."},
     )
     # PostgreSQL
     database_url: str | None = attrs.field(
@@ -163,8 +215,36 @@ class Settings:
         validator=_long_enough,
         metadata={"doc": "HS256 key (32+ bytes) that write tokens are signed with. Unset: writes need no token."},
     )
+    jwt_public_key: str | None = attrs.field(
+        default=None,
+        validator=_public_key,
+        metadata={"doc": "RSA or EC public key (PEM, or a file holding it) verifying RS256/ES256 tokens."},
+    )
+    jwt_jwks_url: str | None = attrs.field(
+        default=None,
+        validator=_http_url,
+        metadata={"doc": "JWKS URL of an identity provider (Keycloak, Auth0, Cognito) whose tokens are accepted."},
+    )
+    jwt_jwks_refresh: float = attrs.field(
+        default=30.0,
+        validator=_between(1, 86400),
+        metadata={"doc": "Fewest seconds between two fetches of the JWKS (a token with an unknown `kid` fetches)."},
+    )
     jwt_issuer: str | None = attrs.field(default=None, metadata={"doc": "Required `iss` claim of tokens, if set."})
     jwt_audience: str | None = attrs.field(default=None, metadata={"doc": "Required `aud` claim of tokens, if set."})
+    jwt_leeway: float = attrs.field(
+        default=30.0,
+        validator=_between(0, 600),
+        metadata={"doc": "Seconds of clock skew allowed when checking `exp`, `nbf` and `iat`."},
+    )
+    auth: str = attrs.field(
+        default="auto",
+        validator=_one_of("auto", "off"),
+        metadata={
+            "doc": "`auto`: tokens are checked when a key is set, and `serve` refuses a non-loopback address "
+            "without one; `off`: writes are open on any address and no token is checked."
+        },
+    )
     # RabbitMQ
     amqp_url: str | None = attrs.field(
         default=None,
@@ -290,6 +370,16 @@ class Settings:
         default=16,
         validator=_between(1, 1000),
         metadata={"doc": "Queries open at once on one streaming-search socket."},
+    )
+    search_stream_live: int = attrs.field(
+        default=4,
+        validator=_between(0, 1000),
+        metadata={"doc": "Live queries open at once on one streaming-search socket (within the queries allowed)."},
+    )
+    search_stream_rate: int = attrs.field(
+        default=20,
+        validator=_between(1, 10_000),
+        metadata={"doc": "Frames per second a streaming-search client may send (a burst of as many, then that rate)."},
     )
     search_stream_send_timeout: float = attrs.field(
         default=10.0,

@@ -72,3 +72,12 @@ def test_an_integer_written_as_a_float_is_an_integer_as_json_schema_says():
         structure({"position": True}, ShotPatch)
     with pytest.raises(ValidationFailed):  # what orjson makes of -9223372036854775809
         structure({"position": -9.223372036854776e18}, ShotPatch)
+
+
+def test_a_mapping_field_given_something_else_is_a_field_error():
+    from cinema.db.commands import UpsertBody
+
+    for data in ("text", 5, [1], None):
+        with pytest.raises(ValidationFailed) as failed:
+            structure({"source": "imdb", "external_id": "tt1", "data": data}, UpsertBody)
+        assert [(e.field, e.message) for e in failed.value.errors] == [("data", "must be an object")]

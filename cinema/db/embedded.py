@@ -44,8 +44,9 @@ def embedded_postgres(data_dir: Path, database: str = DATABASE) -> Iterator[str]
 
 def _create_database(admin_dsn: str, database: str) -> None:
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{database}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))

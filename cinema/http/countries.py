@@ -10,6 +10,7 @@ from cinema.cache.kinds import COUNTRIES, COUNTRY
 from cinema.convert import structure, structure_bulk
 from cinema.db.countries import SORTS
 from cinema.db.pages import page_ident, page_query
+from cinema.http.auth import ADMIN_SCOPE
 from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import if_match, items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
@@ -75,6 +76,7 @@ async def create_country(request: web.Request) -> web.Response:
     response=ListOf(Country),
     status=201,
     errors=(409, 422),
+    scope=ADMIN_SCOPE,
 )
 async def create_countries(request: web.Request) -> web.Response:
     items = structure_bulk(await read_json(request), CountryCreate)

@@ -10,6 +10,7 @@ from cinema.cache.kinds import GENRE, GENRES
 from cinema.convert import structure, structure_bulk
 from cinema.db.genres import SORTS
 from cinema.db.pages import page_ident, page_query
+from cinema.http.auth import ADMIN_SCOPE
 from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import if_match, items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
@@ -68,6 +69,7 @@ async def create_genre(request: web.Request) -> web.Response:
     response=ListOf(Genre),
     status=201,
     errors=(409, 422),
+    scope=ADMIN_SCOPE,
 )
 async def create_genres(request: web.Request) -> web.Response:
     items = structure_bulk(await read_json(request), GenreCreate)

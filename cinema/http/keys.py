@@ -19,6 +19,8 @@ from cinema.bus.relay import OutboxRelay
 from cinema.bus.remote import RemoteEvents
 from cinema.cache.shared import SharedStore
 from cinema.etags import Tagged
+from cinema.http.auth import TokenVerifier
+from cinema.http.ratelimit import RateLimiter
 from cinema.metrics import RouteMetrics
 from cinema.search.backend import SearchBackend
 from cinema.search.live import Clients, LiveSearch
@@ -51,3 +53,5 @@ STREAM_CLIENTS = web.AppKey("stream_clients", Clients)
 ROUTE_METRICS = web.AppKey("route_metrics", list[RouteMetrics])
 STORAGE = web.AppKey("storage", Storage)  # S3 or local files
 UPLOADER = web.AppKey("uploader", UploaderActor)
+VERIFIER = web.AppKey("verifier", TokenVerifier)  # absent when no token key is configured (or CINEMA_AUTH=off)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)  # absent when every budget is 0

@@ -23,6 +23,7 @@ from cinema.convert import structure, structure_bulk
 from cinema.db.movies import MAX_VALUES, SORTS, MovieFilter
 from cinema.db.pages import page_ident, page_query
 from cinema.errors import BadRequest, FieldError
+from cinema.http.auth import ADMIN_SCOPE
 from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import if_match, items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
@@ -200,6 +201,7 @@ async def create_movie(request: web.Request) -> web.Response:
     response=ListOf(Movie),
     status=201,
     errors=(409, 422),
+    scope=ADMIN_SCOPE,
 )
 async def create_movies(request: web.Request) -> web.Response:
     items = structure_bulk(await read_json(request), MovieCreate)

@@ -34,7 +34,7 @@ import cinema
 from cinema.convert import MAX_BULK
 from cinema.errors import PROBLEM_BASE, NotFound
 from cinema.etags import Tagged
-from cinema.http.auth import WRITE_METHODS, WRITE_SCOPE
+from cinema.http.auth import ADMIN_SCOPE, WRITE_SCOPE, required_scope
 from cinema.http.edge import REQUEST_ID
 from cinema.http.io import JSON, MAX_ID, tagged_response
 from cinema.http.keys import OPENAPI
@@ -140,8 +140,10 @@ class _Builder:
                         "type": "http",
                         "scheme": "bearer",
                         "bearerFormat": "JWT",
-                        "description": "HS256 JWT with `exp` and the `catalog:write` scope (`scope` or `scp`); "
-                        "needed for writes when the service has CINEMA_JWT_SECRET set.",
+                        "description": f"A JWT with `exp` and the scope the operation names (`{WRITE_SCOPE}` for "
+                        f"writes, `{ADMIN_SCOPE}` for bulk writes, which also grants `{WRITE_SCOPE}`) in `scope`, "
+                        "`scp` or `permissions`: HS256 signed with CINEMA_JWT_SECRET, or RS256/ES256 from "
+                        "CINEMA_JWT_PUBLIC_KEY or an identity provider's JWKS. Needed when the service has a key.",
                     }
                 },
             },
@@ -165,7 +167,8 @@ class _Builder:
         self.tags[doc.tag] = None
         reads = route.method in _READS
         path = route.resource.canonical if route.resource is not None else ""
-        writes = route.method in WRITE_METHODS and path.startswith("/api/")  # what the edge's authorize guards
+        scope = required_scope(route.method, path, doc.scope)  # what the edge requires
+        writes = scope is not None
         operation: dict[str, Any] = {"tags": [doc.tag], "summary": doc.summary, "operationId": operation_id}
         description = inspect.getdoc(route.handler)
         if description:
@@ -183,7 +186,7 @@ class _Builder:
         if doc.conditional and reads:
             responses["304"] = _ref("responses", "NotModified")
         if writes:
-            operation["security"] = [{"bearerAuth": [WRITE_SCOPE]}]
+            operation["security"] = [{"bearerAuth": [scope]}]
         for status in _problem_statuses(doc, reads, writes, bool(path_params)):
             responses[str(status)] = self._problem_response(status)
         operation["responses"] = responses
@@ -593,6 +596,12 @@ INIT_JS = b"""window.ui = SwaggerUIBundle({
 """
 
 HTML = "text/html; charset=utf-8"
+# The page and Swagger UI load only this service's own files (no inline script, no other origin);
+# Swagger UI's icons are data: URIs in its stylesheet.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 _ASSET_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -626,7 +635,7 @@ def _asset(name: str) -> Tagged:
     conditional=True,
 )
 async def get_docs(request: web.Request) -> web.Response:
-    return tagged_response(request, _DOCS_PAGE, HTML)
+    return tagged_response(request, _DOCS_PAGE, HTML, {"Content-Security-Policy": DOCS_CSP})
 
 
 @routes.get(DOCS_PATH + r"/{name:[A-Za-z0-9._-]+}")

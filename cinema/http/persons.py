@@ -14,6 +14,7 @@ from cinema.cache.kinds import PERSON, PERSONS
 from cinema.convert import structure, structure_bulk
 from cinema.db.pages import page_ident, page_query
 from cinema.db.persons import SORTS
+from cinema.http.auth import ADMIN_SCOPE
 from cinema.http.cached import ParsedQueries, cached, cached_entity
 from cinema.http.io import if_match, items_body, json_response, path_id, read_json, reject_unknown
 from cinema.http.keys import CATALOG
@@ -79,6 +80,7 @@ async def create_person(request: web.Request) -> web.Response:
     response=ListOf(Person),
     status=201,
     errors=(409, 422),
+    scope=ADMIN_SCOPE,
 )
 async def create_persons(request: web.Request) -> web.Response:
     items = structure_bulk(await read_json(request), PersonCreate)

@@ -57,7 +57,8 @@ PROBLEM_TYPES = {
             "forbidden",
             403,
             "Forbidden",
-            "The token is valid but does not grant the `catalog:write` scope this request needs.",
+            "The token is valid but does not grant the scope this request needs (`catalog:write`, or "
+            "`catalog:admin` for bulk writes); `WWW-Authenticate` names it.",
         ),
         ProblemType("not-found", 404, "Not found", "Nothing exists at this URI: an unknown id or path."),
         ProblemType(
@@ -167,7 +168,8 @@ def from_domain_error(request: web.Request, exc: DomainError) -> web.Response:
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="cinema"'
     elif isinstance(exc, Forbidden):
-        headers["WWW-Authenticate"] = f'Bearer realm="cinema", error="insufficient_scope", scope="{WRITE_SCOPE}"'
+        scope = getattr(exc, "scope", WRITE_SCOPE)
+        headers["WWW-Authenticate"] = f'Bearer realm="cinema", error="insufficient_scope", scope="{scope}"'
     return problem(request, exc.status, exc.slug, exc.title, exc.detail, exc.errors, headers)
 
 

@@ -109,6 +109,7 @@ def parse_search(params: MultiMapping[str]) -> SearchQuery:
     response=SearchResults,
     query=SEARCH_PARAMS,
     errors=(400,),
+    budget="search",
 )
 async def search(request: web.Request) -> web.Response:
     ident, message = SEARCHES(request)

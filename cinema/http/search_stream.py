@@ -31,8 +31,19 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from cinema.actors.base import ActorError
 from cinema.actors.indexer import IndexerActor, Search
 from cinema.convert import structure
-from cinema.errors import BadRequest, Conflict, DomainError, FieldError, Unavailable, ValidationFailed, problem_document
-from cinema.http.keys import INDEXER, LIVE_SEARCH, SETTINGS, STREAM_CLIENTS
+from cinema.errors import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    FieldError,
+    RateLimited,
+    Unavailable,
+    ValidationFailed,
+    problem_document,
+)
+from cinema.http.edge import CLIENT
+from cinema.http.keys import INDEXER, LIVE_SEARCH, RATE_LIMITER, SETTINGS, STREAM_CLIENTS
+from cinema.http.ratelimit import Budget, LocalLimiter
 from cinema.http.search import TAG, search_query
 from cinema.http.spec import describe
 from cinema.models import meta
@@ -103,6 +114,14 @@ class StreamSession:
         self.live = live
         self.clients = clients
         self.max_queries = settings.search_stream_queries
+        self.max_live = settings.search_stream_live
+        # Frames this client may send: its own budget, counted on this socket alone.
+        self.frames, self.frame_budget = LocalLimiter(), Budget("frames", settings.search_stream_rate, 1.0)
+        # Each query also spends the client's search budget, shared with GET /search.
+        limiter = request.app.get(RATE_LIMITER)
+        self.limiter = limiter
+        self.search_budget = limiter.budgets.get("search") if limiter is not None else None
+        self.client = request.get(CLIENT, "unknown")
         self.send_timeout = settings.search_stream_send_timeout
         # The frames waiting to be sent. Not an asyncio.Queue: when the client is dropped,
         # every sender waiting for room must be released at once (`room` wakes them all).
@@ -142,6 +161,11 @@ class StreamSession:
 
     async def _receive(self, text: str) -> None:
         try:
+            self.frames.admit(self.frame_budget, "")
+        except RateLimited as exc:
+            await self._error(None, exc)
+            return
+        try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             await self._error(None, BadRequest(f"The frame is not valid JSON: {exc}."))
@@ -159,7 +183,10 @@ class StreamSession:
                 if isinstance(data, dict) and not isinstance(data.get("type", []), list):
                     # cattrs would take a string as a list of its characters.
                     raise ValidationFailed("Invalid query.", errors=[FieldError("type", "must be a list")])
-                self._start(structure(data, StreamQuery))
+                query = structure(data, StreamQuery)
+                if self.search_budget is not None:
+                    await self.limiter.admit(self.search_budget, self.client)  # type: ignore[union-attr]
+                self._start(query)
         except DomainError as exc:
             await self._error(frame_id, exc)
 
@@ -170,6 +197,8 @@ class StreamSession:
             self._stop(replaced)
         if len(self.queries) >= self.max_queries:
             raise Conflict(f"At most {self.max_queries} queries may be open on one socket; cancel one first.")
+        if frame.live and sum(q.live is not None for q in self.queries.values()) >= self.max_live:
+            raise Conflict(f"At most {self.max_live} live queries may be open on one socket; cancel one first.")
         state = _Query(frame.id, query)
         self.queries[frame.id] = state
         if frame.live:
@@ -287,7 +316,9 @@ class StreamSession:
 
 
 @routes.get(STREAM)
-@describe("Streaming and live search (a websocket; frames as in API.md)", tag=TAG, status=101, errors=(400,))
+@describe(
+    "Streaming and live search (a websocket; frames as in API.md)", tag=TAG, status=101, errors=(400,), budget="search"
+)
 async def stream(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=settings.search_stream_heartbeat, max_msg_size=MAX_FRAME)

@@ -68,6 +68,9 @@ class RouteDoc:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()  # problem statuses besides the ones every route can answer
     conditional: bool = False  # honours If-Match (writes) or If-None-Match (reads)
+    # The rate-limit budget it spends (cinema.http.ratelimit.BUDGETS): None is `reads` for GET, else `writes`.
+    budget: str | None = None
+    scope: str | None = None  # the token scope a write needs; None: catalog:write
 
 
 def describe(summary: str, **fields: Any) -> Callable[[H], H]:

@@ -224,7 +224,15 @@ async def _remove(request: web.Request, kind: Literal["poster", "photo"]) -> web
 
 
 UPLOAD_ERRORS = (404, 412, 413, 415, 422)
-UPLOAD_DOC = {"tag": TAG, "response": Upload, "status": 202, "errors": UPLOAD_ERRORS, "conditional": True}
+# Uploads spend the uploads budget (CINEMA_RATE_LIMIT_UPLOADS), not the writes one.
+UPLOAD_DOC = {
+    "tag": TAG,
+    "response": Upload,
+    "status": 202,
+    "errors": UPLOAD_ERRORS,
+    "conditional": True,
+    "budget": "uploads",
+}
 
 
 def _image_routes(kind: Literal["poster", "photo"], owner: str, path: str) -> None:

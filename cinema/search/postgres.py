@@ -220,6 +220,15 @@ class PostgresSearch:
         return stage
 
 
+# The staged table's indexes renamed after the live one's, each statement quoted by PostgreSQL
+# (`%I`): their names come from the catalog, so they never become SQL text on our side.
+INDEX_RENAMES = """
+SELECT format('ALTER INDEX %I RENAME TO %I', indexname,
+              overlay(indexname PLACING $2 FROM strpos(indexname, $1) FOR length($1)))
+FROM pg_indexes WHERE tablename = $1 AND strpos(indexname, $1) > 0
+"""
+
+
 class PostgresStage:
     """`reindex` fills `*_next` copies of the tables, then renames them in one transaction."""
 
@@ -242,11 +251,11 @@ class PostgresStage:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"LOCK TABLE {', '.join(LIVE)} IN ACCESS EXCLUSIVE MODE")
             for live, staged in zip(LIVE, NEXT, strict=True):
-                indexes = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = $1", staged)
+                renames = await conn.fetch(INDEX_RENAMES, staged, live)
                 await conn.execute(f"DROP TABLE {live}")
                 await conn.execute(f"ALTER TABLE {staged} RENAME TO {live}")
-                for (index,) in indexes:
-                    await conn.execute(f"ALTER INDEX {index} RENAME TO {index.replace(staged, live, 1)}")
+                for (rename,) in renames:
+                    await conn.execute(rename)
 
     async def discard(self) -> None:
         async with self.pool.acquire() as conn:

@@ -24,8 +24,8 @@ from cinema.db.uploads import NewUpload
 from cinema.images import PNG, image_keys, original_key
 from cinema.settings import Settings
 from cinema.storage import LocalStorage, open_storage
-from tests.faults.proxy import Proxy
 from tests.conftest import eventually
+from tests.faults.proxy import Proxy
 from tests.http.movie_support import MOVIES, create_movie
 from tests.storage_support import create_bucket, finished, noise_png, png, s3, stored_keys
 

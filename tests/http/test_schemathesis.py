@@ -31,7 +31,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from cinema.app import create_app
-from cinema.http.auth import TokenVerifier
+from cinema.http.auth import ADMIN_SCOPE, WRITE_SCOPE, TokenVerifier
 from cinema.http.edge import AppRunner
 from cinema.http.openapi import OPENAPI_PATH, build_document
 from cinema.settings import Settings
@@ -124,7 +124,15 @@ def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     data_dir: Path = tmp_path_factory.mktemp("schemathesis")
     settings_ = Settings(
-        database_url=database_url, migrate_on_start=False, data_dir=data_dir, ask_timeout=5, jwt_secret=SECRET
+        database_url=database_url,
+        migrate_on_start=False,
+        data_dir=data_dir,
+        ask_timeout=5,
+        jwt_secret=SECRET,
+        # Limited, so every response's RateLimit-* headers are checked too, but beyond what a run sends.
+        rate_limit=1_000_000,
+        rate_limit_writes=1_000_000,
+        rate_limit_search=1_000_000,
     )
     with ServerThread(create_app(settings_)) as url:
         served = requests.get(url + OPENAPI_PATH, timeout=10)
@@ -134,9 +142,13 @@ def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 # Writes are documented as needing a token: the service under test requires one, and the cases send
-# a valid one (schemathesis also checks that the same request without it is refused).
+# a valid catalog:admin one, so bulk writes are exercised too (schemathesis also checks that the same
+# request without it is refused).
 SECRET = "schemathesis-" + "s" * 32
-AUTH = {"Authorization": "Bearer " + TokenVerifier(SECRET).issue("schemathesis", ttl=3600)}
+AUTH = {
+    "Authorization": "Bearer "
+    + TokenVerifier(SECRET).issue("schemathesis", ttl=3600, scopes=(WRITE_SCOPE, ADMIN_SCOPE))
+}
 DOCUMENT = orjson.loads(orjson.dumps(build_document(create_app(Settings()))))
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 
@@ -155,3 +167,12 @@ def test_the_service_keeps_its_documented_promises(case, base_url):
     case.call_and_validate(
         base_url=base_url, headers=AUTH, excluded_checks=[positive_data_acceptance] if opaque else []
     )
+
+
+def test_the_fuzzing_token_reaches_bulk_writes(base_url):
+    """The cases' token is one bulk writes accept (else every bulk case would only see its 403)."""
+    body = [{"name": "Fuzzing token check"}]
+    assert requests.post(base_url + "/api/v1/genres/bulk", json=body, headers=AUTH, timeout=10).status_code == 201
+    writer = {"Authorization": "Bearer " + TokenVerifier(SECRET).issue("writer", ttl=60)}
+    refused = requests.post(base_url + "/api/v1/genres/bulk", json=body, headers=writer, timeout=10)
+    assert refused.status_code == 403

@@ -259,6 +259,7 @@ async def test_a_client_that_does_not_read_is_disconnected_not_buffered(served, 
         search_stream_send_timeout=60 if live else 1.0,
         search_stream_buffer=16,
         search_stream_queries=500,
+        search_stream_rate=10_000,  # the flood below is what this test is about
     )
     app = create_app(slow)
     port = await served(app)
