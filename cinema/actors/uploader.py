@@ -130,6 +130,7 @@ class UploaderActor(Actor):
         self.server_settings = dict(server_settings or {})
         self.node = this_node()
         self.pool: asyncpg.Pool | None = None
+        self.outcomes = {"done": 0, "failed": 0, "retried": 0}  # uploads this process finished, retries
         self._queued: set[int] = set()  # told by the poll and not handled yet
         self._wake = asyncio.Event()  # a retry was scheduled: the poll looks again
         bus.on_commit(self._after_commit)
@@ -192,6 +193,7 @@ class UploaderActor(Actor):
                     delay = min(self.settings.upload_retry_delay * 2**upload.attempts, MAX_RETRY_DELAY)
                     await uploads.retry_later(conn, upload.id, delay, f"{exc} (retried in {delay:g} s)")
                     log.warning("upload_retried", upload=upload.id, error=str(exc), delay=delay)
+                    self.outcomes["retried"] += 1
                     self._wake.set()
                     return
                 except (PermanentStorageError, ImageError, SpoolLost) as exc:
@@ -216,6 +218,7 @@ class UploaderActor(Actor):
             await self.bus.committed(events)
             if url is not None and not failed:
                 await uploads.mark_done(conn, upload.id)
+            self.outcomes["failed" if failed else "done"] += 1
             if replaced is not None and not await uploads.key_in_use(conn, upload, replaced):
                 orphaned = image_keys(upload.kind, replaced)
         if orphaned:

@@ -32,6 +32,7 @@ from cinema.http.keys import (
     ROUTE_METRICS,
     SHARED_CACHE,
     STREAM_CLIENTS,
+    UPLOADER,
 )
 from cinema.http.spec import Raw, describe
 from cinema.metrics import Histogram
@@ -73,6 +74,12 @@ async def collect(app: web.Application) -> Registry:
     await _relay(out, app)
     _indexer(out, app)
     _commands(out, app)
+    uploader = app.get(UPLOADER)
+    out.counter(
+        "cinema_uploads_total",
+        "Uploads this process finished, by status (done, failed), and transient storage errors retried.",
+        [] if uploader is None else [({"status": status}, n) for status, n in uploader.outcomes.items()],
+    )
     clients = app[STREAM_CLIENTS]
     out.gauge("cinema_websocket_connections", "Open streaming-search websockets.", [({}, len(clients.open))])
     out.counter(

@@ -8,8 +8,11 @@ import pytest
 from cinema.app import create_app
 from cinema.http.keys import INDEXER, POOL
 from tests.conftest import eventually
+from tests.http.movie_support import MOVIES, create_movie
 from tests.http.test_search_stream import STREAM, frames_until_done
+from tests.http.test_uploads import accepted
 from tests.prometheus import scrape
+from tests.storage_support import finished, png
 
 # Every family the service exports, whatever is configured (the dashboard and the README name these).
 FAMILIES = {
@@ -49,6 +52,7 @@ FAMILIES = {
     "cinema_websocket_connections": "gauge",
     "cinema_websocket_dropped_total": "counter",
     "cinema_live_queries": "gauge",
+    "cinema_uploads_total": "counter",
 }
 GENRE = "/api/v1/genres/{id}"
 
@@ -160,6 +164,18 @@ async def test_websockets_and_live_queries_are_gauged(client):
         assert metrics.value("cinema_live_queries") == 1
         await idle.close()
     await eventually(lambda: _gauge(client, "cinema_websocket_connections", 0))
+
+
+async def test_uploads_are_counted_by_status(aiohttp_client, settings, db):
+    client = await aiohttp_client(create_app(attrs.evolve(settings, upload_poll_interval=0.2)))
+    movie = await create_movie(client, "Heat")
+    whole = png(300, 300)
+    for body in (whole, whole[: len(whole) // 2]):  # stored, then one that cannot be decoded
+        await finished(client, await accepted(await client.put(f"{MOVIES}/{movie['id']}/poster", data=body)))
+    metrics = await scrape(client)
+    assert metrics.value("cinema_uploads_total", status="done") == 1
+    assert metrics.value("cinema_uploads_total", status="failed") == 1
+    assert metrics.value("cinema_uploads_total", status="retried") == 0
 
 
 def _gauge(client, name: str, expected: float) -> object:
