@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 from bench.baselines import die_with_parent
-from bench.common import free_port, with_database
+from bench.common import UNLIMITED, free_port, with_database
 from cinema.settings import redact_url
 
 BENCH = Path(__file__).resolve().parent
@@ -285,7 +285,7 @@ def start_service(stack: ExitStack, args: argparse.Namespace, dsn: str, run_dir:
     base = f"http://127.0.0.1:{port}"
     # One load generator is one client: rate limiting would measure the limiter, so it is off.
     settings = {"CINEMA_DATABASE_URL": dsn, "CINEMA_LOG_FORMAT": "json", "CINEMA_LOG_LEVEL": "info"}
-    env = child_env({**settings, "CINEMA_RATE_LIMIT": "0", **args.service_env})
+    env = child_env({**settings, **UNLIMITED, **args.service_env})
     command = [sys.executable, "-m", "cinema", "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(args.workers)]
     log_path = run_dir / "service.log"

@@ -43,7 +43,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, scratch_database  # noqa: E402
+from bench.common import UNLIMITED, free_port, scratch_database  # noqa: E402
 from cinema.db.migrate import apply_migrations  # noqa: E402
 from cinema.db.outbox import CHANNEL, OUTBOX_LOCK  # noqa: E402
 from cinema.search.documents import COUNTRY_JSON, MOVIE_JSON, PERSON_JSON  # noqa: E402
@@ -98,6 +98,7 @@ def service(dsn: str, port: int, workers: int) -> Iterator[subprocess.Popen[byte
         "CINEMA_MIGRATE_ON_START": "false",
         "CINEMA_LOG_LEVEL": "warning",
         "CINEMA_LOG_FORMAT": "json",
+        **UNLIMITED,
     }
     process = subprocess.Popen([sys.executable, "-m", "cinema", "serve"], cwd=ROOT, env=env)
     try:

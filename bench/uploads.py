@@ -36,7 +36,7 @@ import aiohttp
 import psutil
 from PIL import Image
 
-from bench.common import free_port, scratch_database
+from bench.common import UNLIMITED, free_port, scratch_database
 from bench.run import child, child_env, http_get, wait_until_serving
 from cinema.db.migrate import apply_migrations
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "CINEMA_DATABASE_URL": dsn,
                 "CINEMA_DATA_DIR": str(folder),
-                "CINEMA_RATE_LIMIT": "0",
+                **UNLIMITED,
                 "CINEMA_LOG_FORMAT": "json",
                 "CINEMA_LOG_LEVEL": "warning",
             }

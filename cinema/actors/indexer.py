@@ -53,6 +53,8 @@ from cinema.search.reindex import load_snapshot
 
 log = structlog.get_logger("cinema.indexer")
 
+# Milliseconds, for this session (a parameter: SET takes none).
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', $1, false)"
 # Advisory lock class for leadership (the second key is the backend's consumer name).
 LEADER_LOCK = 0x637365  # "cse"
 RETRY = (0.1, 10.0)  # flush retry back-off: first and longest delay, seconds
@@ -240,14 +242,14 @@ class IndexerActor(Actor):
         deadline does: each answer proves the connection alive, and one the network dropped
         without a reset fails the deadline instead of waiting for a lock it can never get.
         """
-        await conn.execute(f"SET lock_timeout = {max(1, round(self.statement_timeout * 500))}")
+        await conn.execute(SET_LOCK_TIMEOUT, str(max(1, round(self.statement_timeout * 500))))
         while True:
             try:
                 await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", LEADER_LOCK, self.consumer)
                 break
             except asyncpg.LockNotAvailableError:
                 continue
-        await conn.execute("SET lock_timeout = 0")
+        await conn.execute(SET_LOCK_TIMEOUT, "0")
 
     # -- consuming the log -----------------------------------------------------
 

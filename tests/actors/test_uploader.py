@@ -9,13 +9,14 @@ import hashlib
 import io
 import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
 import attrs
 import pytest
 
-from cinema.__main__ import main
 from cinema.actors.uploader import SWEEP_LOCK, StoreUpload, UploaderActor, spool_dir, sweep, this_node
 from cinema.app import SESSION, create_app
 from cinema.bus.local import LocalBus
@@ -211,6 +212,9 @@ async def test_large_objects_go_to_s3_in_parts(aiohttp_client, s3_settings, db):
 # -- the sweep ---------------------------------------------------------------------------
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture
 async def swept(storage_settings, db):
     """Objects of every sort in the configured storage: (settings, storage, {name: key})."""
@@ -255,16 +259,23 @@ async def test_the_sweep_deletes_only_old_objects_no_row_refers_to(swept, db, da
     assert len(list(spool_dir(settings).iterdir())) == 1  # the pending upload's
 
 
-async def test_storage_sweep_command(swept, monkeypatch, capsys):
+async def test_storage_sweep_command(swept):
     settings, storage, keys = swept
-    monkeypatch.setenv("CINEMA_DATABASE_URL", str(settings.database_url))
-    monkeypatch.setenv("CINEMA_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("CINEMA_STORAGE_SWEEP_GRACE", "0")
+    # Its own process, as an operator runs it: the command configures logging for the whole process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEMA_")}
+    env |= {
+        "CINEMA_DATABASE_URL": str(settings.database_url),
+        "CINEMA_DATA_DIR": str(settings.data_dir),
+        "CINEMA_STORAGE_SWEEP_GRACE": "0",
+    }
     for name in ("s3_bucket", "s3_endpoint_url", "s3_region", "s3_access_key_id", "s3_secret_access_key"):
         if getattr(settings, name) is not None:
-            monkeypatch.setenv(f"CINEMA_{name.upper()}", getattr(settings, name))
-    assert await asyncio.to_thread(main, ["storage", "sweep"]) == 0
-    assert "deleted 4 objects and 0 spool files, kept" in capsys.readouterr().out
+            env[f"CINEMA_{name.upper()}"] = getattr(settings, name)
+    command = [sys.executable, "-m", "cinema", "storage", "sweep"]
+    run = subprocess.run
+    result = await asyncio.to_thread(run, command, env=env, cwd=ROOT, capture_output=True, timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "deleted 4 objects and 0 spool files, kept" in result.stdout
     assert {item.key async for item in storage.list()} == {*keys["kept"], *keys["in_flight"], *keys["foreign"]}
 
 

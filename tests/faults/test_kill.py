@@ -101,6 +101,7 @@ async def test_kill_9_of_a_worker_mid_burst_loses_nothing(
         "CINEMA_RELAY_POLL_INTERVAL": "0.2",
         "CINEMA_SEARCH_POLL_INTERVAL": "0.5",
         "CINEMA_RATE_LIMIT": "0",
+        "CINEMA_RATE_LIMIT_WRITES": "0",  # one client sends the whole burst
         "CINEMA_LOG_FORMAT": "json",
         "CINEMA_LOG_LEVEL": "warning",
         "CINEMA_SHUTDOWN_TIMEOUT": "5",

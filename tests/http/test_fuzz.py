@@ -60,8 +60,17 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def service(database_url, tmp_path_factory):
-    """The service with a token required for writes, no rate limit, and one of each resource."""
-    settings = module_settings(database_url, tmp_path_factory.mktemp("fuzz"), jwt_secret=SECRET, rate_limit=0)
+    """The service with a token required for writes, no rate limits, and one of each resource."""
+    settings = module_settings(
+        database_url,
+        tmp_path_factory.mktemp("fuzz"),
+        jwt_secret=SECRET,
+        rate_limit=0,
+        rate_limit_writes=0,
+        rate_limit_search=0,
+        rate_limit_uploads=0,
+        search_stream_rate=10_000,  # the flood is about frames, not the rate limit (tested on its own)
+    )
     async with TestClient(EdgeServer(create_app(settings))) as client:
         for url, body in [
             ("/api/v1/genres", {"name": "Drama"}),
@@ -122,12 +131,16 @@ def _request(method: str, path: str, operation: dict[str, Any]) -> st.SearchStra
         "authorization": st.sampled_from([AUTH["Authorization"]] * 4 + ["Bearer nope", "Basic eDp5", "Bearer "]),
     }
     if "requestBody" in operation:
-        schema = operation["requestBody"]["content"]["application/json"]["schema"]
-        keys = st.sampled_from(sorted(_properties(schema)) or ["name"])
-        strategies["body"] = st.one_of(json_values(keys).flatmap(json_bytes), st.binary(max_size=64))
-        strategies["content_type"] = st.sampled_from(
-            ["application/json"] * 6 + ["application/json; charset=latin-1", "text/plain", "application/x+json"]
-        )
+        content = operation["requestBody"]["content"]
+        if "application/json" in content:
+            keys = st.sampled_from(sorted(_properties(content["application/json"]["schema"])) or ["name"])
+            strategies["body"] = st.one_of(json_values(keys).flatmap(json_bytes), st.binary(max_size=64))
+            strategies["content_type"] = st.sampled_from(
+                ["application/json"] * 6 + ["application/json; charset=latin-1", "text/plain", "application/x+json"]
+            )
+        else:  # an upload: any bytes, under any of its media types or another
+            strategies["body"] = st.binary(max_size=256)
+            strategies["content_type"] = st.sampled_from([*sorted(content), "text/plain", "application/json"])
     return st.fixed_dictionaries(strategies)
 
 

@@ -133,6 +133,7 @@ def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         rate_limit=1_000_000,
         rate_limit_writes=1_000_000,
         rate_limit_search=1_000_000,
+        rate_limit_uploads=1_000_000,
     )
     with ServerThread(create_app(settings_)) as url:
         served = requests.get(url + OPENAPI_PATH, timeout=10)
