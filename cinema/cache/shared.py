@@ -51,6 +51,7 @@ from opentelemetry.trace import SpanKind
 from cinema import telemetry
 from cinema.cache.kinds import SCHEMA_VERSION, Kind
 from cinema.cache.layer import Entry
+from cinema.cache.owned import open_owned
 
 log = structlog.get_logger("cinema.cache")
 _REDIS_SPAN = {"db.system": "redis"}
@@ -158,26 +159,12 @@ class SharedStore:
     async def start(self) -> None:
         """Start the client's owner task; no connection is made until the first command."""
         self._stop.clear()
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(
-            self.url, connect_timeout=self.timeout, stream_timeout=self.timeout, pool_timeout=self.timeout
-        )
-        ready = asyncio.Event()
-        owner = asyncio.create_task(self._own(client, ready), name="cache-redis")
-        waiting = asyncio.create_task(ready.wait())
-        await asyncio.wait([waiting, owner], return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if owner.done():
-            owner.result()  # raises what ended it
+        client, owner = await open_owned(self.url, self.timeout, self._stop, "cache-redis")
         self._owner, self._client = owner, client
         self._scripts = {
             name: client.register_script(source)
             for name, source in (("store", STORE), ("raise", RAISE), ("bump", BUMP), ("release", RELEASE))
         }
-
-    async def _own(self, client: coredis.Redis[bytes], ready: asyncio.Event) -> None:
-        async with client:
-            ready.set()
-            await self._stop.wait()
 
     async def stop(self) -> None:
         self._stop.set()

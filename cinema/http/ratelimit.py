@@ -37,6 +37,7 @@ import coredis
 import structlog
 from coredis.exceptions import RedisError
 
+from cinema.cache.owned import open_owned
 from cinema.errors import RateLimited
 
 log = structlog.get_logger("cinema.http")
@@ -211,23 +212,9 @@ class RedisLimiter:
         self._open_for_use = True
 
     async def _open(self) -> None:
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(
-            self.url, connect_timeout=self.timeout, stream_timeout=self.timeout, pool_timeout=self.timeout
-        )
-        ready = asyncio.Event()
-        owner = asyncio.create_task(self._own(client, ready), name="rate-limit-redis")
-        waiting = asyncio.create_task(ready.wait())
-        await asyncio.wait([waiting, owner], return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if owner.done():
-            owner.result()  # raises what ended it
+        client, owner = await open_owned(self.url, self.timeout, self._stop, "rate-limit-redis")
         self._owner, self._client = owner, client
         self._script = client.register_script(GCRA)
-
-    async def _own(self, client: coredis.Redis[bytes], ready: asyncio.Event) -> None:
-        async with client:
-            ready.set()
-            await self._stop.wait()
 
     async def stop(self) -> None:
         self._open_for_use = False
