@@ -55,7 +55,11 @@ async def test_reads_and_writes_go_on_from_postgres_and_are_never_stale(
     genre = await (await writer.post(BASE, json={"name": "Name 0"})).json()
     url, page = f"{BASE}/{genre['id']}", f"{BASE}?sort=name"
     assert (await read(writer, url))[1] == "miss"
-    assert await read(writer, url) == (genre, "hit")  # from Redis
+
+    async def from_redis() -> bool:  # a first store may miss the 0.2 s deadline on a loaded machine
+        return await read(writer, url) == (genre, "hit")
+
+    await eventually(from_redis, timeout=10)
     assert (await read(other, url))[0]["name"] == "Name 0"
     assert (await read(other, page))[1] == "miss"
 
