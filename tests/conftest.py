@@ -298,11 +298,10 @@ def redis_process(tmp_path: os.PathLike[str]) -> Iterator[RedisProcess]:
             server.kill()
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on, into memory, for apps created in the test (the edge decides when it is built)."""
+@contextlib.contextmanager
+def memory_tracing(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
+    """Tracing on through `provider`, into memory, for apps created meanwhile."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     telemetry.install_tracing(provider)
     try:
@@ -310,6 +309,13 @@ def spans() -> Iterator[InMemorySpanExporter]:
     finally:
         telemetry.uninstall_tracing()
         provider.shutdown()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory, for apps created in the test (the edge decides when it is built)."""
+    with memory_tracing(TracerProvider()) as exporter:
+        yield exporter
 
 
 SENTRY_DSN = "https://public@sentry.invalid/1"

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
@@ -18,7 +17,7 @@ from cinema.app import create_app
 from cinema.settings import Settings
 from tests.actors.test_base import Echo, FlakyStart
 from tests.conftest import SENTRY_DSN as DSN
-from tests.conftest import eventually
+from tests.conftest import eventually, memory_tracing
 from tests.test_logs import recording
 
 
@@ -110,15 +109,8 @@ def test_a_grpc_protocol_is_refused_with_the_variable_named():
 
 @pytest.fixture
 def half_sampled() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.install_tracing(provider)
-    try:
+    with memory_tracing(TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))) as exporter:
         yield exporter
-    finally:
-        telemetry.uninstall_tracing()
-        provider.shutdown()
 
 
 async def test_an_unsampled_request_is_not_traced_and_its_actor_messages_follow_it(
