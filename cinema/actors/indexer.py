@@ -257,7 +257,12 @@ class IndexerActor(Actor):
         await self._until_done(conn, self.backend.start)
         position = await get_position(conn, self.consumer)
         if position is None:
-            seq, count = await load_snapshot(conn, self.backend.write)
+
+            async def write(docs: Sequence[Document]) -> None:
+                # A snapshot page is a flush like any other: retried in place, counted, never skipped.
+                await self._until_done(conn, partial(self.backend.write, docs))
+
+            seq, count = await load_snapshot(conn, write)
             position = await start_position(conn, self.consumer, seq)
             log.info("search_index_bootstrapped", backend=self.backend.name, seq=seq, documents=count)
         await self._advance_to(position)

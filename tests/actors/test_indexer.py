@@ -145,6 +145,20 @@ async def test_a_failed_flush_is_retried_with_back_off_and_nothing_is_lost(clien
         assert len(await refs(client, name)) == 1, name
 
 
+async def test_a_failed_snapshot_write_is_retried_in_place(aiohttp_client, settings, db):
+    # The first leader writes a snapshot of rows that have no events; its writes fail like any flush.
+    await db.execute("INSERT INTO genres (slug, name) VALUES ('drama', 'Drama')")
+    await db.execute("ALTER TABLE search_documents RENAME TO search_documents_away")
+    try:
+        client = await aiohttp_client(create_app(settings))
+        await eventually(lambda: client.app[INDEXER].indexer_stats().failed_flushes >= 2, timeout=5)
+        assert client.app[INDEXER].indexer_stats().position is None
+    finally:
+        await db.execute("ALTER TABLE search_documents_away RENAME TO search_documents")
+    await caught_up(client.app, db)
+    assert await refs(client, "drama") == [("genre", 1)]
+
+
 async def test_a_restarted_indexer_resumes_from_its_stored_position(aiohttp_client, settings, db):
     first = await aiohttp_client(create_app(settings))
     await first.post("/api/v1/genres", json={"name": "Western"})
