@@ -77,10 +77,15 @@ def listening(argv: list[str], port: int, env: dict[str, str] | None = None) -> 
 
 
 @contextlib.contextmanager
-def server(database_url: str, **settings: str) -> Iterator[str]:
-    """A cinema process on a free port, with production logging; yields its base URL."""
+def server(database_url: str, hash_seed: int | None = None, **settings: str) -> Iterator[str]:
+    """A cinema process on a free port, with production logging; yields its base URL.
+
+    `hash_seed` fixes PYTHONHASHSEED, for benches that compare two servers started together.
+    """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CINEMA_")}
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = str(hash_seed)
     env |= {
         "CINEMA_DATABASE_URL": database_url,
         "CINEMA_PORT": str(port),

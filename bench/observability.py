@@ -1,6 +1,6 @@
 """What metrics and tracing cost a cached movie detail: the same server with both off, then on.
 
-    python -m bench.observability [--duration 5] [--rounds 3] [--connections 64] [--ratio 0.01]
+    python -m bench.observability [--duration 5] [--rounds 6] [--connections 64] [--ratio 0.01]
 
 "On" is `CINEMA_METRICS=true` (the default: per-route counters, scraped here once a round
 like Prometheus would) and tracing exporting over OTLP/HTTP to a local collector that takes
@@ -8,7 +8,9 @@ every batch and answers 200 (bench.observability's `collector`), sampled the way
 service would run it: `parentbased_traceidratio` at `--ratio` (also measured at 1.0, every
 request a span, for the record). "Off" is `CINEMA_METRICS=false` and no OTEL_* variable.
 Servers run one worker with production logging, like bench/cache.py's, against a scratch
-database seeded with `cinema seed`; rounds alternate off and on so drift weighs on both.
+database seeded with `cinema seed`; every round starts a fresh pair with the same hash seed and
+alternates which goes first, so that drift and the start-to-start spread of a process's speed
+weigh on both.
 
 The cost is measured as the server's CPU time per request (user + system, from /proc), which
 other load on a shared machine disturbs far less than requests/s; requests/s are reported too.
@@ -84,10 +86,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def server(database_url: str, environ: dict[str, str]) -> Iterator[tuple[str, int]]:
+def server(database_url: str, environ: dict[str, str], hash_seed: int = 0) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CINEMA_", "OTEL_", "SENTRY_"))}
     env |= {
+        "PYTHONHASHSEED": str(hash_seed),
         "CINEMA_DATABASE_URL": database_url,
         "CINEMA_PORT": str(port),
         "CINEMA_LOG_FORMAT": "json",
@@ -113,7 +116,7 @@ async def scrape(base: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds, fresh servers each")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--ratio", type=float, default=0.01, help="the trace sampling ratio of 'on'")
     args = parser.parse_args()
@@ -142,10 +145,13 @@ def main() -> int:
         seed(dsn)
         tracing = {"CINEMA_METRICS": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "bench"}
         sampled = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(args.ratio)}
-        with server(dsn, {"CINEMA_METRICS": "false"}) as off, server(dsn, tracing | sampled) as on:
-            for base, _ in (off, on):
-                asyncio.run(fetch(base, DETAIL, cache="hit"))
-            for n in range(args.rounds):
+        # Fresh servers every round, both with the round's hash seed: one process runs several
+        # percent faster or slower than the next of the same build (the layout of its memory and
+        # its dicts), more than the cost measured; over rounds that lottery averages out.
+        for n in range(args.rounds):
+            with server(dsn, {"CINEMA_METRICS": "false"}, n) as off, server(dsn, tracing | sampled, n) as on:
+                for base, _ in (off, on):
+                    asyncio.run(fetch(base, DETAIL, cache="hit"))
                 # Off and on take turns going first: neither always runs after the other.
                 if n % 2:
                     cpu_on = measure(on_label, on)
@@ -154,8 +160,7 @@ def main() -> int:
                     cpu_off = measure(off_label, off)
                     cpu_on = measure(on_label, on)
                 costs.append(cpu_on / cpu_off - 1)
-                asyncio.run(scrape(on[0]))  # what Prometheus does every 15 s, once a round here
-            scraped = asyncio.run(scrape(on[0]))
+                scraped = asyncio.run(scrape(on[0]))  # what Prometheus does every 15 s, once a round here
         # Every request traced, for the record, apart: its exporter keeps working after its load.
         with server(dsn, tracing | {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}) as every:
             asyncio.run(fetch(every[0], DETAIL, cache="hit"))

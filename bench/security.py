@@ -1,7 +1,7 @@
 """Security benchmark: a cached movie detail with token checks and the Redis rate limiter on,
 against the same server with both off.
 
-    python -m bench.security [--duration 3] [--rounds 3] [--connections 64]
+    python -m bench.security [--duration 3] [--rounds 6] [--connections 64]
 
 Needs PostgreSQL (CINEMA_BENCH_DATABASE_URL, default the local server; a scratch database is
 created, seeded, indexed and dropped), Redis (CINEMA_BENCH_REDIS_URL, default the local one) and
@@ -9,7 +9,9 @@ created, seeded, indexed and dropped), Redis (CINEMA_BENCH_REDIS_URL, default th
 Redis; the one with security on has CINEMA_JWT_SECRET set and every budget limited (beyond wrk's
 reach), and wrk sends a valid bearer token on every request, so each request verifies its token
 (remembered after the first) and spends its budget in Redis (one script call). The off server
-has no key and no budget. Rounds alternate between the two. The cost is measured as the
+has no key and no budget. Each round starts fresh servers (the same PYTHONHASHSEED for all three
+in a round, another each round) and alternates their order: a process's speed varies by several
+percent from one start to the next, more than the cost measured. The cost is measured as the
 server's CPU time per request (user + system, read with psutil around each wrk run), the median of
 the rounds' ratios: on a shared machine requests/s follow the other load, CPU per request does not
 (requests/s are reported too). Results are printed as a Markdown table and written to bench/results/security.md.
@@ -59,7 +61,7 @@ def measured(base: str, duration: int, connections: int, headers: tuple[str, ...
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of off and on, alternating")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of off and on, alternating, fresh servers each")
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     found = services()
@@ -80,11 +82,19 @@ def main() -> int:
     runs: dict[str, list[tuple[float, float, float, float]]] = {"off": [], "local": [], "on": []}
     with scratch_database(database) as dsn:
         seed(dsn)
-        with server(dsn, **off) as plain, server(dsn, **local) as limited, server(dsn, **on) as guarded:
-            for base in (plain, limited, guarded):
-                asyncio.run(fetch(base, DETAIL, cache="hit"))
-            for _ in range(args.rounds):
-                for label, base, headers in (("off", plain, ()), ("local", limited, ()), ("on", guarded, (header,))):
+        # Fresh servers every round, the three with the same hash seed: one process runs several
+        # percent faster or slower than the next of the same build (the layout of its memory and
+        # its dicts), more than what is measured here; over rounds that lottery averages out.
+        for n in range(args.rounds):
+            with (
+                server(dsn, hash_seed=n, **off) as plain,
+                server(dsn, hash_seed=n, **local) as limited,
+                server(dsn, hash_seed=n, **on) as guarded,
+            ):
+                for base in (plain, limited, guarded):
+                    asyncio.run(fetch(base, DETAIL, cache="hit"))
+                order = [("off", plain, ()), ("local", limited, ()), ("on", guarded, (header,))]
+                for label, base, headers in order if n % 2 == 0 else order[::-1]:
                     result = measured(base, args.duration, args.connections, headers)
                     runs[label].append(result)
                     print(

@@ -137,8 +137,7 @@ def log_request(method: str, path: str, status: int, started: float) -> None:
         "ts": _timestamp(),
         "logger": "cinema.http",
     }
-    if telemetry.TRACER is not None:
-        telemetry.add_trace_ids(None, "info", event)
+    # A sampled request's trace ids are in its context (the edge put them there).
     line = orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
     if out.pending:
         out.lines.append(line)

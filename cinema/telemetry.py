@@ -7,7 +7,7 @@ turn it off). The SDK reads the rest itself: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE
 variables outside `CINEMA_*` the service reads, because they are the SDK's own contract.
 
 What is traced, once `install_tracing` ran: every HTTP request (spans as the aiohttp-server
-instrumentation makes them, started by the edge, see `server_spans`),
+instrumentation makes them, begun and ended by the edge, see `server_spans`),
 every actor message (a child of its sender's span: the context travels in the envelope), every
 SQL statement (the asyncpg instrumentation), every Redis round trip, each event published to
 RabbitMQ (a child of the write that committed it: the outbox row keeps its `traceparent`) and
@@ -21,6 +21,7 @@ actor crashes and poison commands are reported, tagged with the request id and t
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,6 @@ from cinema.context import REQUEST_CONTEXT
 
 if TYPE_CHECKING:
     from aiohttp import web
-    from aiohttp.typedefs import Handler
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.id_generator import IdGenerator
     from opentelemetry.sdk.trace.sampling import Sampler
@@ -121,78 +121,103 @@ def shutdown_tracing() -> None:
         provider.shutdown()
 
 
-def server_spans() -> Callable[[Handler], Handler] | None:
-    """A wrapper giving each request a SERVER span named as the aiohttp-server instrumentation
-    names them, with its status rules; None with tracing off.
+def server_spans() -> Callable[[], RouteSpans] | None:
+    """What makes the SERVER spans of one route (call it once per route); None with tracing off.
 
-    Not its middleware: that one builds a span object and collects every attribute (parsing the
-    URL four times) for every request, sampled or not, and records two histograms: at a 10%
-    sampling ratio it cost a cached read half its throughput. Here a new trace is decided first
-    (`_root_decision`); a dropped request costs that decision and one context attach (the shared
-    `UNSAMPLED` context), and attributes are collected for recorded spans only.
+    The spans are named as the aiohttp-server instrumentation names them, with its status rules,
+    but not made by its middleware: that one builds a span object and collects every attribute
+    (parsing the URL four times) for every request, sampled or not, and records two histograms:
+    at a 10% sampling ratio it cost a cached read half its throughput. Here the edge asks
+    `RouteSpans.begin` inline (no coroutine of its own): a new trace is decided first
+    (`_root_decision`), a dropped request costs that decision and one context attach, and
+    attributes are collected for recorded spans only.
     """
     tracer = TRACER
-    if tracer is None:
+    if tracer is None or _provider is None or _ids is None:
         return None
-    from opentelemetry.instrumentation import aiohttp_server as instrumentation
+    samples = _root_decision(_provider.sampler)
+    return functools.partial(RouteSpans, tracer, samples, _ids)
+
+
+class RouteSpans:
+    """The server spans of one route: `begin` when a request arrives, `end` with its outcome."""
+
+    __slots__ = ("_ids", "_names", "_samples", "_tracer")
+
+    def __init__(self, tracer: trace.Tracer, samples: Callable[[int, str], bool], ids: _PresetIds) -> None:
+        self._tracer = tracer
+        self._samples = samples
+        self._ids = ids
+        self._names: dict[str, str] = {}  # per method (a GET route also serves HEAD)
+
+    def begin(self, request: web.Request, context: dict[str, object]) -> tuple[trace.Span, object] | None:
+        """The request's span made current, or None when the sampler drops the request.
+
+        A sampled span's ids go into `context` (the request's log context), so that every line
+        of the request, its access line included, names them without asking for the current span.
+        A dropped request runs in the shared unsampled context, so that nothing under it (actor
+        messages, SQL, Redis) is sampled on its own; aiohttp serves each request in a task of its
+        own, so that context goes with the request's task and needs no detach.
+        """
+        name = self._names.get(request.method)
+        if name is None:
+            name = self._names[request.method] = _instrumentation().get_default_span_name(request)
+        parent = _ROOT
+        if _TRACEPARENT in request.headers:
+            parent = _extract_http(request)
+        else:
+            # A new trace: decided here first, as the sampler would (the SDK builds a span object
+            # to drop it: several microseconds). Ratio samplers read the low 64 bits only.
+            low = _random_bits(64)
+            if not self._samples(low, name):
+                otel_context.attach(UNSAMPLED)
+                return None
+            self._ids.preset = (_random_bits(64) << 64) | low or 1  # the SDK samples it again: same verdict
+        current = self._tracer.start_span(name, context=parent, kind=trace.SpanKind.SERVER)
+        if not current.is_recording():  # a sampler that decides otherwise, or a dropped parent
+            otel_context.attach(trace.set_span_in_context(current))
+            current.end()
+            return None
+        current.set_attributes(_request_attributes(request, name))
+        ids = current.get_span_context()
+        if ids.trace_flags.sampled:
+            context["trace_id"] = f"{ids.trace_id:032x}"
+            context["span_id"] = f"{ids.span_id:016x}"
+        return current, otel_context.attach(trace.set_span_in_context(current))
+
+    @staticmethod
+    def end(begun: tuple[trace.Span, object], status: int | None, exc: BaseException | None = None) -> None:
+        """End a span `begin` made: with the response's status, or the exception that ended it."""
+        current, token = begun
+        if status is not None:
+            _instrumentation().set_status_code(current, status, None, _stable_http_mode())
+        if exc is not None:
+            current.record_exception(exc)
+        otel_context.detach(token)  # type: ignore[arg-type]
+        current.end()
+
+
+@functools.cache
+def _instrumentation() -> Any:
+    from opentelemetry.instrumentation import aiohttp_server
+
+    return aiohttp_server
+
+
+@functools.cache
+def _stable_http_mode() -> Any:
     from opentelemetry.instrumentation._semconv import _StabilityMode
-    from opentelemetry.propagate import extract as extract_http
 
-    mode = _StabilityMode.HTTP  # the stable conventions' names, as in `_request_attributes`
-    ids = _ids
-    samples = None if _provider is None or ids is None else _root_decision(_provider.sampler)
-    server = trace.SpanKind.SERVER
-
-    def wrap(handler: Handler) -> Handler:
-        names: dict[str, str] = {}  # per method (a GET route also serves HEAD)
-
-        async def traced(request: web.Request) -> web.StreamResponse:
-            name = names.get(request.method)
-            if name is None:
-                name = names[request.method] = instrumentation.get_default_span_name(request)
-            parent = None
-            if _TRACEPARENT in request.headers:
-                parent = extract_http(request, getter=instrumentation.getter)
-            elif samples is not None and ids is not None:
-                # A new trace: decided here first, as the sampler would (the SDK builds a span
-                # object to drop it: several microseconds). A dropped request runs in the
-                # shared unsampled context, so that nothing under it is sampled on its own.
-                trace_id = _random_bits(128) or 1  # as the SDK's RandomIdGenerator, without its loop
-                if not samples(trace_id, name):
-                    token = otel_context.attach(UNSAMPLED)
-                    try:
-                        return await handler(request)
-                    finally:
-                        otel_context.detach(token)
-                ids.preset = trace_id  # the SDK samples the same id again: the same decision
-            current = tracer.start_span(name, context=parent, kind=server)
-            recording = current.is_recording()
-            if recording:
-                current.set_attributes(_request_attributes(request, name))
-            token = otel_context.attach(trace.set_span_in_context(current))
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:  # a redirect the edge lets through
-                if recording:
-                    instrumentation.set_status_code(current, exc.status, None, mode)
-                raise
-            except BaseException as exc:  # cancelled (the client went away)
-                if recording:
-                    current.record_exception(exc)
-                raise
-            else:
-                if recording:
-                    instrumentation.set_status_code(current, response.status, None, mode)
-                return response
-            finally:
-                otel_context.detach(token)
-                current.end()
-
-        return traced
-
-    return wrap
+    return _StabilityMode.HTTP  # the stable conventions' names, as in `_request_attributes`
 
 
+def _extract_http(request: web.Request) -> otel_context.Context:
+    from opentelemetry.propagate import extract
+
+    return extract(request, getter=_instrumentation().getter)
+
+
+_ROOT = otel_context.Context()  # the parent of a new trace, whatever context the task carries
 _TRACEPARENT = "traceparent"
 _random_bits = random.getrandbits
 

@@ -7,8 +7,9 @@ for the token's subject or the client's address (a bad token is counted before i
 the route's scope; the handler; a failure rendered as problem+json (cinema.http.problems); the
 id, security, RateLimit-* and CORS headers on the response; one `http_request` log line; and
 the route's metrics (counters bound once per route: cinema/metrics.py). What each route needs
-(scope, budget, counters) is resolved once, when it is registered (`Guard.edge`). With tracing
-on, a server span encloses all of it (cinema.telemetry.server_spans: one more coroutine).
+(scope, budget, counters, span names) is resolved once, when it is registered (`Guard.edge`).
+With tracing on, a server span encloses all of it, begun and ended inline
+(cinema.telemetry.server_spans: a dropped request costs the sampling decision).
 
 `add_routes` registers each handler behind the edge, plus a last route that turns requests no
 route matches into 404 or 405 problems. It is not an aiohttp middleware because a middleware
@@ -124,7 +125,7 @@ class Guard:
     limiter: RateLimiter | None
     addresses: ClientAddresses
     cors: Cors | None
-    spans: Callable[[Handler], Handler] | None  # with tracing on: a server span around the edge
+    spans: Callable[[], telemetry.RouteSpans] | None  # with tracing on: each route's server spans
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
@@ -163,16 +164,24 @@ class Guard:
         if self.limiter is not None and not path.startswith(EXEMPT_PREFIXES):
             budget = self.limiter.budgets.get(name)
         scope = required_scope(method, path, doc.scope if doc is not None else None)
-        edged = _edge(
-            handler, guard=self, budget=budget, scope=scope if self.verifier is not None else None, metrics=metrics
+        return _edge(
+            handler,
+            guard=self,
+            budget=budget,
+            scope=scope if self.verifier is not None else None,
+            metrics=metrics,
+            spans=self.spans() if self.spans is not None else None,
         )
-        if self.spans is None:
-            return edged
-        return functools.update_wrapper(self.spans(edged), handler)
 
 
 def _edge(
-    handler: Handler, *, guard: Guard, budget: Budget | None, scope: str | None, metrics: RouteMetrics | None
+    handler: Handler,
+    *,
+    guard: Guard,
+    budget: Budget | None,
+    scope: str | None,
+    metrics: RouteMetrics | None,
+    spans: telemetry.RouteSpans | None,
 ) -> Handler:
     verifier, limiter, addresses, cors = guard.verifier, guard.limiter, guard.addresses, guard.cors
 
@@ -182,6 +191,7 @@ def _edge(
             request_id = f"{_PREFIX}{next(_COUNTER):016x}"
         context: dict[str, object] = {"request_id": request_id}
         REQUEST_CONTEXT.set(context)
+        traced = spans.begin(request, context) if spans is not None else None
         started = time.perf_counter()
         if metrics is not None:
             metrics.in_flight += 1
@@ -223,16 +233,20 @@ def _edge(
                 log_request(request.method, request.path, exc.status, started)
                 if metrics is not None:
                     metrics.done(exc.status, time.perf_counter() - started)
+                if traced is not None:
+                    spans.end(traced, exc.status)  # type: ignore[union-attr]
                 raise
         except RateLimited as exc:
             quota = getattr(exc, "quota", (0, exc.retry_after or 1))
             response = render(request, exc)
         except Exception as exc:
             response = render(request, exc)
-        except BaseException:  # cancelled: the client went away mid-request
+        except BaseException as exc:  # cancelled: the client went away mid-request
             log_request(request.method, request.path, 499, started)
             if metrics is not None:
                 metrics.done(499, time.perf_counter() - started)
+            if traced is not None:
+                spans.end(traced, None, exc)  # type: ignore[union-attr]
             raise
         headers = response.headers
         headers[_ID] = request_id
@@ -247,6 +261,8 @@ def _edge(
         log_request(request.method, request.path, response.status, started)
         if metrics is not None:
             metrics.done(response.status, time.perf_counter() - started)
+        if traced is not None:
+            spans.end(traced, response.status)  # type: ignore[union-attr]
         return response
 
     return functools.update_wrapper(edge, handler)

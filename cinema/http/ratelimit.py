@@ -47,7 +47,7 @@ EXEMPT_PREFIXES = ("/health/", "/metrics")  # probes and scrapers are never limi
 WARN_INTERVAL = 60.0
 FAILURES = (RedisError, OSError, TimeoutError, RuntimeError)  # RuntimeError: the client's owner exited
 MAX_IN_FLIGHT = 4  # script calls out at once; admissions meanwhile gather into the next batch
-MAX_LEASE = 128  # admissions of one client one process may be granted at once
+MAX_LEASE = 1024  # admissions of one client one process may be granted at once
 LEASE_TTL = 0.1  # seconds a granted admission may wait to be used here before it is void
 MAX_CLIENT_KEY = 96  # longer subjects are hashed: a key's size stays bounded whatever the token says
 
