@@ -70,6 +70,9 @@ async def measure(
         edged = guard.edge(constant, "GET", "/api/v1/movies/{id}", counters)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         request = make_mocked_request("GET", "/api/v1/movies/1", headers=headers)
+        answer = await edged(request)
+        if answer.status != 200 or answer.body != BODY:  # a refusal would be measured instead
+            raise RuntimeError(f"the edge answered {answer.status}, not the handler's body")
         best = float("inf")
         for repeat in range(repeats + 1):  # the first is the warm-up
             started = time.perf_counter()

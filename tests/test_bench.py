@@ -112,3 +112,12 @@ def test_the_upload_bench_runs_a_small_batch(postgres_server, capsys):
     assert result["uploads"] == 3
     assert result["ok"]
     assert result["time_to_done_s"]["p50"] <= result["time_to_done_s"]["max"]
+
+
+async def test_the_edge_bench_measures_every_scenario_through_the_handler(redis_server_url):
+    from bench import edge
+
+    results = await edge.run(requests=64, repeats=1, redis_url=redis_server_url)
+    assert results[0][0] == "bare edge: no metrics, tracing, auth or limit"
+    assert len(results) == 8
+    assert all(us > 0 for _, us in results)
